@@ -1,0 +1,7 @@
+"""Command-line interface: a thin shell over :mod:`prunehess.pipeline` and friends.
+
+Each subcommand lives in its own module and registers itself on :data:`main`.
+"""
+from prunehess.cli._root import main
+
+__all__ = ["main"]

@@ -1,0 +1,40 @@
+"""The ``prunehess`` command group and its error handling.
+
+User errors (:class:`prunehess.errors.PrunehessError`) print one line, ``Error: <message>``, and exit with the
+error's code; ``--debug`` shows the traceback instead. Subcommands live in sibling modules and attach to
+:data:`main` with ``@main.command()``.
+"""
+from __future__ import annotations
+
+import click
+
+from prunehess.errors import PrunehessError
+
+
+class _FriendlyGroup(click.Group):
+    """A click group that turns :class:`PrunehessError` into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PrunehessError as err:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"Error: {err}", err=True)
+            ctx.exit(err.exit_code)
+
+
+@click.group(cls=_FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="prunehess")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """prunehess: Hessian curvature of iteratively pruned networks.
+
+    \b
+    Typical use:
+      prunehess extract --resume runs/ --zipname mnist.zip --compute-each-layer
+      prunehess plot trace-best --path output --save-path figures
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
