@@ -1,0 +1,25 @@
+"""Estimators: pure functions of a linear operator (or a square tensor) returning small result objects."""
+from prunehess.estimators.hutchinson import hutchinson_trace, hutchpp_trace
+from prunehess.estimators.lanczos import lanczos_top_eigen, lanczos_tridiagonal
+from prunehess.estimators.power import power_iteration
+from prunehess.estimators.results import DensityResult, EigenResult, TraceResult
+from prunehess.estimators.slq import gaussian_density, slq_density
+from prunehess.estimators.wasserstein import wasserstein_distance
+
+__all__ = [
+    # eigenvalues
+    "lanczos_top_eigen",
+    "power_iteration",
+    "lanczos_tridiagonal",
+    # trace
+    "hutchinson_trace",
+    "hutchpp_trace",
+    # spectral density
+    "slq_density",
+    "gaussian_density",
+    "wasserstein_distance",
+    # results
+    "EigenResult",
+    "TraceResult",
+    "DensityResult",
+]

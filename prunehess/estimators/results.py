@@ -1,0 +1,84 @@
+"""Small frozen result objects returned by the estimators, with their diagnostics."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["EigenResult", "TraceResult", "DensityResult"]
+
+
+@dataclass(frozen=True)
+class EigenResult:
+    """Top eigenpairs of a symmetric operator.
+
+    Attributes:
+        eigenvalues: ``(k,)``, largest first (by value, or by magnitude for ``which="LM"``).
+        eigenvectors: ``(n, k)`` unit columns, or ``None`` when not requested.
+        residuals: ``(k,)`` residual norms ``‖A x − λ x‖`` (Lanczos: the Ritz bound ``β_m |s_m|``).
+        n_hvp: operator products used.
+        n_iter: Lanczos steps or power iterations.
+        converged: whether every requested pair met the tolerance.
+        method: ``"lanczos"`` or ``"power"``.
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Optional[Tensor]
+    residuals: Tensor
+    n_hvp: int
+    n_iter: int
+    converged: bool
+    method: str
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """A stochastic trace estimate.
+
+    Attributes:
+        estimate: the trace estimate.
+        stderr: its standard error (sample standard deviation of the stochastic part / √samples).
+        n_hvp: operator products used.
+        samples: the per-probe quadratic forms ``zᵀ A z`` (Hutchinson) or the residual part's samples (Hutch++).
+        method: ``"hutchinson"`` or ``"hutch++"``.
+        blocks: per-block estimates from the same probes (Hutchinson with ``blocks=``), keyed by block name.
+    """
+
+    estimate: float
+    stderr: float
+    n_hvp: int
+    samples: Tensor
+    method: str
+    blocks: Mapping[str, "TraceResult"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DensityResult:
+    """A spectral density by stochastic Lanczos quadrature.
+
+    ``nodes[r]`` and ``weights[r]`` are run ``r``'s Gauss quadrature: the Ritz values of its Lanczos
+    tridiagonal and the squared first components of their eigenvectors (each row of ``weights`` sums to 1).
+    The density is the average over runs of ``Σ_j weights[r, j] δ(λ − nodes[r, j])``.
+    """
+
+    nodes: Tensor  # (runs, m), float64
+    weights: Tensor  # (runs, m), float64
+    n_hvp: int
+    dim: int  # size of the operator
+
+    def moment(self, p: int) -> float:
+        """``∫ λ^p dμ``: an estimate of ``tr(A^p) / n``."""
+        return float((self.weights * self.nodes**p).sum(dim=1).mean())
+
+    def broadened(self, *, num_points: int = 10_000, sigma_squared: Optional[float] = None):
+        """PyHessian's Gaussian-broadened density on a grid: see :func:`prunehess.estimators.gaussian_density`."""
+        from prunehess.estimators.slq import gaussian_density
+
+        return gaussian_density(self.nodes, self.weights, num_points=num_points, sigma_squared=sigma_squared)
+
+    def flat(self) -> tuple[Tensor, Tensor]:
+        """All runs as one discrete measure: nodes and weights (weights sum to 1)."""
+        runs = self.nodes.shape[0]
+        return self.nodes.reshape(-1), self.weights.reshape(-1) / runs

@@ -1,0 +1,314 @@
+"""The Hessian of a model's loss over a fixed batch, as a linear operator on (surviving) parameters.
+
+``HessianOperator(model, data)`` is ``H = ∇²_θ L(θ)`` for ``L = Σ_b (n_b / N) loss_fn(model(x_b), y_b)``, the mean
+loss over the Hessian batch ``data`` (a list of mini-batches ``(x_b, y_b)`` already on the device; the last may be
+smaller). Its vectors are flat tensors over the selected parameters' surviving coordinates (see
+:class:`~prunehess.operators.params.ParameterSpace`): for a pruned model the operator is ``Pᵀ H P`` with ``P``
+selecting the surviving weights, so its spectrum is the sparse network's. Nothing is computed until the first
+product; the model is evaluated in ``eval()`` mode. The operator is a snapshot: build a new one after the
+weights change.
+
+Example:
+    >>> import torch
+    >>> from prunehess import HessianOperator
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    >>> data = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+    >>> H = HessianOperator(model, data)
+    >>> H.shape
+    (15, 15)
+    >>> top = H.top_eigen(k=2)
+    >>> bool(top.eigenvalues[0] >= top.eigenvalues[1])
+    True
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Literal, Mapping, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prunehess.errors import NonDeterministicError
+from prunehess.operators.base import LinearOperator
+from prunehess.operators.hvp import HVP, HVPProblem, ReusedGradient, make_hvp
+from prunehess.operators.masks import detect_masks
+from prunehess.operators.params import ParameterSpace
+
+__all__ = ["HessianOperator", "split_batch", "BATCHED_STRATEGIES"]
+
+Strategy = Literal["graph", "double_backward", "forward_over_reverse"]
+BatchedStrategy = Literal["loop", "vmap", "graph_batched"]
+BATCHED_STRATEGIES = ("loop", "vmap", "graph_batched")
+ParamSelector = Union[None, Sequence[str], Callable[[str, Tensor], bool]]
+
+
+def split_batch(x: Tensor, y: Tensor, mini_batch_size: int) -> list[tuple[Tensor, Tensor]]:
+    """Split one batch into mini-batches of ``mini_batch_size`` samples (the last may be smaller)."""
+    if mini_batch_size < 1:
+        raise ValueError(f"mini_batch_size must be positive, got {mini_batch_size}")
+    return [(x[i : i + mini_batch_size], y[i : i + mini_batch_size]) for i in range(0, x.shape[0], mini_batch_size)]
+
+
+def _merge_chunks(data: Sequence[tuple[Tensor, Tensor]], chunk_size: Optional[int]) -> list[tuple[Tensor, Tensor]]:
+    """Concatenate consecutive mini-batches into chunks of at most ``chunk_size`` samples."""
+    if chunk_size is None:
+        return list(data)
+    chunks, xs, ys, count = [], [], [], 0
+    for x, y in data:
+        if xs and count + x.shape[0] > chunk_size:
+            chunks.append((torch.cat(xs), torch.cat(ys)))
+            xs, ys, count = [], [], 0
+        xs.append(x)
+        ys.append(y)
+        count += x.shape[0]
+    if xs:
+        chunks.append((torch.cat(xs), torch.cat(ys)))
+    return chunks
+
+
+def _select(model: nn.Module, params: ParamSelector) -> tuple[str, ...]:
+    named = dict(model.named_parameters())
+    if params is None:
+        names = [n for n, p in named.items() if p.requires_grad]
+    elif callable(params):
+        names = [n for n, p in named.items() if params(n, p)]
+    else:
+        if isinstance(params, str):
+            params = [params]
+        unknown = [n for n in params if n not in named]
+        if unknown:
+            raise KeyError(f"unknown parameters {unknown}; the model has {list(named)}")
+        names = list(params)
+    if not names:
+        raise ValueError("no parameters selected")
+    return tuple(names)
+
+
+class HessianOperator(LinearOperator):
+    """``H @ v`` for the Hessian of the mean loss over a fixed batch.
+
+    Args:
+        model: the network (its weights are read at the first product).
+        data: the Hessian batch as mini-batches ``[(x, y), ...]`` on the model's device.
+        loss_fn: ``loss_fn(outputs, targets)`` returning the mean loss of a mini-batch (cross-entropy by default).
+        params: which parameter tensors: ``None`` (all), a list of names, or ``filter(name, param) -> bool``;
+            the others are held fixed (a list of one name gives that layer's diagonal block).
+        masks: ``"auto"`` (default): the surviving weights of a pruned model (``torch.nn.utils.prune`` pairs, else
+            exact zeros of weight matrices and kernels); ``None``: every coordinate (PyHessian's behaviour); or a
+            mapping name → boolean mask.
+        strategy: how one product is computed: ``"graph"`` (first-order graph built once and reused),
+            ``"double_backward"`` (PyHessian's, least memory) or ``"forward_over_reverse"`` (``torch.func``).
+        batched_strategy: how ``k`` products at once are computed: ``"loop"``, ``"vmap"`` (``torch.func.vmap``
+            over forward-over-reverse) or ``"graph_batched"`` (batched backward over the reused graph).
+            :meth:`tune` measures and picks both.
+        forward: the callable that runs the model (e.g. ``nn.DataParallel(model)``); autograd strategies only.
+        chunk_size: process consecutive mini-batches together in chunks of up to this many samples (faster where
+            memory allows; the numbers are the same up to rounding).
+        total_samples: ``N`` for the weights ``n_b / N`` (the global batch size when ``data`` is one rank's share).
+        reduce: applied to every flat product (e.g. an all-reduce sum across ranks).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Sequence[tuple[Tensor, Tensor]],
+        loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+        *,
+        params: ParamSelector = None,
+        masks: Union[Literal["auto"], None, Mapping[str, Tensor]] = "auto",
+        strategy: Strategy = "graph",
+        batched_strategy: BatchedStrategy = "loop",
+        forward: Optional[Callable[[Tensor], Tensor]] = None,
+        chunk_size: Optional[int] = None,
+        total_samples: Optional[int] = None,
+        reduce: Optional[Callable[[Tensor], Tensor]] = None,
+    ):
+        if not data:
+            raise ValueError("the Hessian batch is empty")
+        names = _select(model, params)
+        if isinstance(masks, str):
+            if masks != "auto":
+                raise ValueError(f"masks must be 'auto', None or a mapping, got {masks!r}")
+            masks = detect_masks(model)
+        named = dict(model.named_parameters())
+        space = ParameterSpace.from_tensors({n: named[n] for n in names}, dict(masks or {}))
+        batches = _merge_chunks(data, chunk_size)
+        n_total = total_samples if total_samples is not None else sum(int(y.shape[0]) for _, y in batches)
+        problem = HVPProblem(model, loss_fn, batches, [int(y.shape[0]) / n_total for _, y in batches], forward)
+        self._init_shared(problem, space, ReusedGradient(problem, names), strategy, batched_strategy, reduce)
+
+    def _init_shared(self, problem, space, gradient, strategy, batched_strategy, reduce) -> None:
+        first = dict(problem.model.named_parameters())[space.names[0]]
+        super().__init__(space.dim, first.dtype, first.device)
+        self.problem = problem
+        self.space = space
+        self._gradient = gradient
+        self._reduce = reduce
+        self._hvps: dict[str, HVP] = {}
+        self.set_strategy(strategy, batched_strategy)
+        self.tuning: dict[str, float] = {}
+
+    # ----- configuration -------------------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The selected parameter names, in flat-vector order."""
+        return self.space.names
+
+    def set_strategy(self, strategy: Strategy, batched_strategy: Optional[BatchedStrategy] = None) -> None:
+        """Choose how single and batched products are computed."""
+        from prunehess.operators.hvp import STRATEGIES
+
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        batched_strategy = batched_strategy or "loop"
+        if batched_strategy not in BATCHED_STRATEGIES:
+            raise ValueError(f"unknown batched strategy {batched_strategy!r}; choose one of {', '.join(BATCHED_STRATEGIES)}")
+        custom_forward = self.problem.forward is not self.problem.model
+        if custom_forward and (strategy == "forward_over_reverse" or batched_strategy == "vmap"):
+            raise ValueError("a custom forward (e.g. DataParallel) needs an autograd strategy: 'graph' or 'double_backward'")
+        self.strategy, self.batched_strategy = strategy, batched_strategy
+
+    def _hvp(self, strategy: str) -> HVP:
+        if strategy not in self._hvps:
+            self._hvps[strategy] = make_hvp(strategy, self.problem, self.names, self._gradient)
+        return self._hvps[strategy]
+
+    def restrict(self, names: Union[str, Iterable[str]]) -> "HessianOperator":
+        """The diagonal block of the selected parameters ``names`` (others fixed), sharing data and graph."""
+        names = (names,) if isinstance(names, str) else tuple(names)
+        block = HessianOperator.__new__(HessianOperator)
+        block._init_shared(self.problem, self.space.subspace(names), self._gradient, self.strategy, self.batched_strategy, self._reduce)
+        return block
+
+    def layers(self) -> dict[str, "HessianOperator"]:
+        """One diagonal block per parameter tensor, in ``named_parameters()`` order."""
+        return {name: self.restrict([name]) for name in self.names}
+
+    def release(self) -> None:
+        """Free the reused first-order graph (and the activations it holds)."""
+        self._gradient.release()
+
+    # ----- products -----------------------------------------------------------------------------------------
+    def _finish(self, flat: Tensor) -> Tensor:
+        return self._reduce(flat) if self._reduce is not None else flat
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        hv = self._hvp(self.strategy).apply(self.space.from_flat(v))
+        return self._finish(self.space.to_flat(hv))
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        if self.batched_strategy == "loop":
+            return super()._matmat(V)
+        strategy = "forward_over_reverse" if self.batched_strategy == "vmap" else "graph"
+        hv = self._hvp(strategy).apply_batched(self.space.from_flat(V.T.contiguous()))
+        return self._finish(self.space.to_flat(hv)).T
+
+    # ----- checks and tuning --------------------------------------------------------------------------------
+    def check_deterministic(self, *, rtol: float = 1e-4, seed: int = 0) -> float:
+        """Apply ``H`` twice to one random vector; raise :class:`NonDeterministicError` if the results differ by
+        more than ``rtol`` (relative norm). Returns the relative difference. Costs two products."""
+        from prunehess.estimators.sampling import gaussian, make_generator
+
+        v = gaussian((self.size,), generator=make_generator(seed), dtype=self.dtype, device=self.device)
+        first, second = self.matvec(v), self.matvec(v)
+        scale = float(first.norm())
+        diff = float((first - second).norm()) / scale if scale > 0 else float((first - second).norm())
+        if diff > rtol:
+            raise NonDeterministicError(
+                f"two Hessian-vector products of the same vector differ by {diff:.2e} (relative): the model is not a "
+                "fixed function of its weights (stochastic layers, or a non-deterministic kernel)"
+            )
+        return diff
+
+    def tune(self, *, k: int = 8, repeats: int = 2, candidates: Optional[Sequence[str]] = None) -> dict[str, float]:
+        """Time each strategy on this operator and keep the fastest for single and for batched products.
+
+        Measures seconds per product for ``graph``, ``double_backward`` and ``forward_over_reverse`` (single) and
+        ``vmap`` and ``graph_batched`` over ``k`` vectors; strategies that fail (unsupported operator, out of
+        memory) are skipped. Returns the timings (also kept in :attr:`tuning`).
+        """
+        from prunehess.operators.hvp import STRATEGIES
+
+        custom_forward = self.problem.forward is not self.problem.model
+        singles = [s for s in (candidates or STRATEGIES) if s in STRATEGIES]
+        batched = [s for s in (candidates or ("vmap", "graph_batched")) if s in ("vmap", "graph_batched")]
+        if custom_forward:
+            singles = [s for s in singles if s != "forward_over_reverse"]
+            batched = [s for s in batched if s != "vmap"]
+        g = torch.Generator().manual_seed(0)
+        v = torch.randn(self.size, generator=g, dtype=torch.float64).to(self.dtype).to(self.device)
+        V = torch.randn(self.size, k, generator=g, dtype=torch.float64).to(self.dtype).to(self.device)
+        timings: dict[str, float] = {}
+
+        def timed(fn) -> Optional[float]:
+            try:
+                fn()  # warm-up (and, for "graph", building the first-order graph)
+                self._sync()
+                start = time.perf_counter()
+                for _ in range(repeats):
+                    fn()
+                self._sync()
+                return (time.perf_counter() - start) / repeats
+            except (RuntimeError, NotImplementedError) as err:  # unsupported op or out of memory
+                if "out of memory" in str(err).lower() and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                return None
+
+        saved = (self.strategy, self.batched_strategy)
+        for name in singles:
+            self.strategy = name
+            t = timed(lambda: self._matvec(v))
+            if t is not None:
+                timings[name] = t
+        best_single = min(timings, key=timings.get) if timings else saved[0]
+        self.strategy = best_single
+        batched_timings = {"loop": timings.get(best_single, float("inf"))}
+        for name in batched:
+            self.batched_strategy = name
+            t = timed(lambda: self._matmat(V))
+            if t is not None:
+                batched_timings[name] = t / k
+        timings.update({f"batched:{n}": t for n, t in batched_timings.items()})
+        self.batched_strategy = min(batched_timings, key=batched_timings.get)
+        if "graph" not in (self.strategy, self.batched_strategy):
+            self.release()
+        self.tuning = timings
+        return timings
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ----- estimators ---------------------------------------------------------------------------------------
+    def top_eigen(self, k: int = 1, *, method: Literal["lanczos", "power"] = "lanczos", **kwargs):
+        """Top-``k`` eigenvalues (and eigenvectors with ``return_eigenvectors=True``); see
+        :func:`~prunehess.estimators.lanczos_top_eigen` and :func:`~prunehess.estimators.power_iteration`."""
+        from prunehess.estimators import lanczos_top_eigen, power_iteration
+
+        if method == "lanczos":
+            return lanczos_top_eigen(self, k=k, **kwargs)
+        if method == "power":
+            return power_iteration(self, k=k, **kwargs)
+        raise ValueError(f"unknown method {method!r}; choose 'lanczos' or 'power'")
+
+    def trace(self, *, method: Literal["hutchinson", "hutch++"] = "hutchinson", per_layer: bool = False, **kwargs):
+        """Trace estimate; with ``per_layer=True`` (Hutchinson) every parameter tensor's block trace comes from the
+        same probes, in ``result.blocks``. See :func:`~prunehess.estimators.hutchinson_trace`, :func:`hutchpp_trace`."""
+        from prunehess.estimators import hutchinson_trace, hutchpp_trace
+
+        if method == "hutchinson":
+            return hutchinson_trace(self, blocks=self.space.slices() if per_layer else None, **kwargs)
+        if method == "hutch++":
+            if per_layer:
+                raise ValueError("per-layer traces come from Hutchinson probes; use method='hutchinson'")
+            return hutchpp_trace(self, **kwargs)
+        raise ValueError(f"unknown method {method!r}; choose 'hutchinson' or 'hutch++'")
+
+    def density(self, *, n_runs: int = 1, n_steps: int = 100, seed: int = 0, **kwargs):
+        """Spectral density by stochastic Lanczos quadrature; see :func:`~prunehess.estimators.slq_density`."""
+        from prunehess.estimators import slq_density
+
+        return slq_density(self, n_runs=n_runs, n_steps=n_steps, seed=seed, **kwargs)
