@@ -2,6 +2,7 @@
 
 Each subcommand lives in its own module and registers itself on :data:`main`.
 """
+from prunehess.cli import extract, plot, report, train  # noqa: F401  (each registers its subcommand)
 from prunehess.cli._root import main
 
 __all__ = ["main"]

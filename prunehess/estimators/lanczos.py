@@ -89,15 +89,16 @@ def lanczos_tridiagonal(
         idx = torch.nonzero(active).reshape(-1)
         if idx.numel() == 0:
             break
-        idx_dev = idx.to(op.device)
-        q = Q[idx_dev, j]
+        # all runs active (the usual case): views of Q, no copies of the basis
+        rows = slice(None) if idx.numel() == r else idx.to(op.device)
+        q = Q[rows, j]
         W = op.matmat(q.T.contiguous()).T if idx.numel() > 1 else op.matvec(q[0]).unsqueeze(0)
         n_hvp += idx.numel()
         a = (q * W).sum(dim=1)
         W = W - a.unsqueeze(1) * q
         if j > 0:
-            W = W - betas[idx, j - 1].to(W).unsqueeze(1) * Q[idx_dev, j - 1]
-        W = _orthogonalise(W, Q[idx_dev, : j + 1])
+            W = W - betas[idx, j - 1].to(W).unsqueeze(1) * Q[rows, j - 1]
+        W = _orthogonalise(W, Q[rows, : j + 1])
         b = W.norm(dim=1)
         alphas[idx, j] = a.double().cpu()
         lengths[idx] = j + 1

@@ -157,6 +157,11 @@ class HessianOperator(LinearOperator):
         """The selected parameter names, in flat-vector order."""
         return self.space.names
 
+    @property
+    def reduces(self) -> bool:
+        """Whether products are combined across processes (data-parallel Hessian batch)."""
+        return self._reduce is not None
+
     def set_strategy(self, strategy: Strategy, batched_strategy: Optional[BatchedStrategy] = None) -> None:
         """Choose how single and batched products are computed."""
         from prunehess.operators.hvp import STRATEGIES

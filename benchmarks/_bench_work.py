@@ -1,0 +1,202 @@
+"""The pieces of work both tools do, as functions of (model, Hessian batch, device, settings).
+
+Each returns a plain dict of numbers (time per phase, HVP counts, estimates) so the same function serves the
+in-process timings and the fresh-process memory workers.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from _bench_measure import sync, timed
+from _bench_pyhessian import HVPCounter, build_hessian, eig_shim, only_params, release
+
+
+@dataclass(frozen=True)
+class Settings:
+    """PyHessian's knobs (its defaults unless ``--quick``), applied to both tools."""
+
+    power_max_iter: int = 100  # PyHessian eigenvalues(maxIter)
+    power_tol: float = 1e-3  # PyHessian eigenvalues(tol)
+    trace_max_iter: int = 100  # PyHessian trace(maxIter)
+    trace_tol: float = 1e-3  # PyHessian trace(tol)
+    density_iter: int = 100  # PyHessian density(iter)
+    density_runs: int = 1  # PyHessian density(n_v)
+    top_k: int = 5
+    seed: int = 0
+
+
+# ----- PyHessian -------------------------------------------------------------------------------------------------
+def _clock(device: torch.device, fn):
+    sync(device)
+    import time
+
+    start = time.perf_counter()
+    out = fn()
+    sync(device)
+    return time.perf_counter() - start, out
+
+
+def pyhessian_full(model: nn.Module, batches, device: torch.device, s: Settings, *, names: Optional[Sequence[str]] = None,
+                   top_k: int = 1, parts: Sequence[str] = ("top", "trace", "density")) -> dict:
+    """One ``hessian`` object (restricted to ``names`` by ``requires_grad``), then top-k, trace, density."""
+    out: dict = {}
+    counter = HVPCounter()
+    torch.manual_seed(s.seed)
+    with counter.installed(), eig_shim(), only_params(model, names):
+        t, H = _clock(device, lambda: build_hessian(model, batches, device))
+        out["build_s"] = t
+        total = t
+        if "top" in parts:
+            before = counter.count
+            t, (vals, _) = _clock(device, lambda: H.eigenvalues(maxIter=s.power_max_iter, tol=s.power_tol, top_n=top_k))
+            out.update(top_s=t, top_hvps=counter.count - before, top=[float(v) for v in vals])
+            total += t
+        if "trace" in parts:
+            before = counter.count
+            t, vhv = _clock(device, lambda: H.trace(maxIter=s.trace_max_iter, tol=s.trace_tol))
+            out.update(trace_s=t, trace_hvps=counter.count - before, trace=float(sum(vhv) / len(vhv)))
+            total += t
+        if "density" in parts:
+            before = counter.count
+            t, (nodes, weights) = _clock(device, lambda: H.density(iter=s.density_iter, n_v=s.density_runs))
+            finite = [x for run in nodes for x in run if math.isfinite(x)]
+            out.update(density_s=t, density_hvps=counter.count - before, density_top=max(finite) if finite else float("nan"))
+            total += t
+        del H
+        release(model)
+    out["total_s"] = total
+    out["hvps"] = counter.count
+    return out
+
+
+def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: int = 3) -> dict:
+    """Seconds for one of PyHessian's own products (``dataloader_hv_product`` or ``hessian_vector_product``)."""
+    from pyhessian.utils import hessian_vector_product
+
+    torch.manual_seed(0)
+    H = build_hessian(model, batches, device)
+    v = [torch.randn_like(p) for p in H.params]
+    if H.full_dataset:
+        fn = lambda: H.dataloader_hv_product(v)  # noqa: E731
+    else:
+        fn = lambda: hessian_vector_product(H.gradsH, H.params, v)  # noqa: E731
+    t, _ = timed(fn, device, repeats=repeats, warmup=1)
+    del H, v
+    release(model)
+    return {"hvp_s": t}
+
+
+# ----- prunehess -------------------------------------------------------------------------------------------------
+def operator(model, batches, *, strategy: str, batched: str, masks="auto", params=None):
+    from prunehess import HessianOperator
+
+    return HessianOperator(model, list(batches), masks=masks, params=params, strategy=strategy, batched_strategy=batched)
+
+
+def probe_batch(batched: str) -> int:
+    """Probes per batched product: 10 when the batched strategy is not a plain loop."""
+    return 1 if batched == "loop" else 10
+
+
+def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings, *, strategy: str, batched: str,
+                   masks="auto", trace_method: str = "hutchinson", hutchpp_hvps: int = 0,
+                   parts: Sequence[str] = ("top", "trace", "density")) -> dict:
+    """Operator, then Lanczos top-1 (default tolerance), trace (PyHessian's rule, or Hutch++), SLQ density."""
+    out: dict = {}
+    t, H = _clock(device, lambda: operator(model, batches, strategy=strategy, batched=batched, masks=masks))
+    total = t
+    if "top" in parts:
+        t, r = _clock(device, lambda: H.top_eigen(k=1, seed=s.seed))
+        out.update(top_s=t, top_hvps=r.n_hvp, top=[float(x) for x in r.eigenvalues])
+        total += t
+    if "trace" in parts:
+        if trace_method == "hutch++":
+            t, r = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched),
+                                                  seed=s.seed))
+        else:
+            t, r = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,
+                                                  batch_size=probe_batch(batched), seed=s.seed))
+        out.update(trace_s=t, trace_hvps=r.n_hvp, trace=r.estimate, trace_stderr=r.stderr)
+        total += t
+    if "density" in parts:
+        t, d = _clock(device, lambda: H.density(n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed))
+        out.update(density_s=t, density_hvps=d.n_hvp, density_top=float(d.nodes.max()))
+        total += t
+    out["hvps"] = H.n_matvecs
+    H.release()
+    out["total_s"] = total
+    return out
+
+
+def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: str, k: int = 1,
+                  repeats: int = 3) -> dict:
+    """Seconds per product for one strategy (``k`` > 1: per product of a ``k``-vector batch), graph build apart."""
+    single = strategy in ("graph", "double_backward", "forward_over_reverse")
+    H = operator(model, batches, strategy=strategy if single else "graph", batched="loop" if single else strategy)
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(H.size, k, generator=g).to(device)
+    fn = (lambda: H @ v[:, 0]) if k == 1 else (lambda: H @ v)  # noqa: E731
+    build = 0.0
+    if strategy in ("graph", "graph_batched"):
+        build, _ = _clock(device, lambda: H._gradient.grads())
+    t, _ = timed(fn, device, repeats=repeats, warmup=1)
+    H.release()
+    return {"hvp_s": t / k, "build_s": build}
+
+
+def gradient_time(model: nn.Module, batches, device: torch.device, *, repeats: int = 3) -> float:
+    """Seconds for one gradient of the mean loss over the Hessian batch (forward + backward per mini-batch)."""
+    import torch.nn.functional as F
+
+    params = [p for p in model.parameters()]
+    n = sum(int(y.shape[0]) for _, y in batches)
+
+    def grad():
+        total = None
+        for x, y in batches:
+            g = torch.autograd.grad(F.cross_entropy(model(x), y) * (y.shape[0] / n), params)
+            total = g if total is None else [a + b for a, b in zip(total, g)]
+        return total
+
+    model.eval()
+    t, _ = timed(grad, device, repeats=repeats, warmup=1)
+    return t
+
+
+# ----- per layer -------------------------------------------------------------------------------------------------
+def pyhessian_layers(model, batches, device, s: Settings, names: Sequence[str]) -> dict:
+    """One ``hessian`` per parameter tensor (others frozen): top-1, trace, density each."""
+    per = {}
+    total, hvps = 0.0, 0
+    for name in names:
+        r = pyhessian_full(model, batches, device, s, names=[name])
+        per[name] = r
+        total += r["total_s"]
+        hvps += r["hvps"]
+    return {"total_s": total, "hvps": hvps, "per": per}
+
+
+def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], *, strategy: str, batched: str) -> dict:
+    """One operator; every block's trace from one set of Hutchinson probes; Lanczos top-1 and SLQ per block."""
+    import time
+
+    sync(device)
+    start = time.perf_counter()
+    H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
+    sub = H.restrict(list(names))
+    tr = sub.trace(per_layer=True, n_probes=s.trace_max_iter, tol=s.trace_tol, batch_size=probe_batch(batched), seed=s.seed)
+    per = {}
+    for name, block in sub.layers().items():
+        top = block.top_eigen(k=1, seed=s.seed)
+        dens = block.density(n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed)
+        per[name] = {"top": [float(top.eigenvalues[0])], "trace": tr.blocks[name].estimate, "hvps": top.n_hvp + dens.n_hvp}
+    sync(device)
+    total = time.perf_counter() - start
+    hvps = tr.n_hvp + sum(p["hvps"] for p in per.values())
+    H.release()
+    return {"total_s": total, "hvps": hvps, "trace_hvps": tr.n_hvp, "per": per}

@@ -1,0 +1,110 @@
+"""``prunehess extract``: the command-line shell over :func:`prunehess.pipeline.extract`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from prunehess.cli._root import main
+from prunehess.config import METHODS, PARAM_MODES, STRATEGY_CHOICES, TRACE_METHODS, ExtractConfig, load_yaml_config
+from prunehess.errors import PrunehessError
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    """``--config FILE.yaml`` supplies defaults for every option; the command line wins."""
+    if value:
+        values = load_yaml_config(Path(value))
+        known = {p.name for p in ctx.command.params}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            from prunehess.errors import ConfigError
+
+            raise ConfigError(f"{value}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'config'}))}")
+        ctx.default_map = {**(ctx.default_map or {}), **values}
+    return value
+
+
+EPILOG = """\b
+Examples:
+  prunehess extract --resume runs/ --zipname mnist.zip --compute-each-layer
+  prunehess extract --resume runs/ --zipname cifar.zip --dataset cifar10 --model resnet18 --data-root ~/data
+  prunehess extract --config extract.yaml --top-n 5          # YAML supplies options, the command line wins
+  torchrun --nproc-per-node 2 -m prunehess extract --resume runs/   # shard checkpoints over 2 processes
+"""
+
+
+@main.command("extract", epilog=EPILOG)
+@click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True, expose_value=False,
+              help="YAML file of options (same names as below); the command line wins. Example: extract.yaml")
+@click.option("--resume", type=click.Path(file_okay=False), required=True,
+              help="Folder holding the zip (with --no-extract: the unpacked folder). Example: --resume runs/")
+@click.option("--zipname", default="mnist.zip", show_default=True, help="Zip of checkpoints inside --resume; unpacked into <resume>/<zip stem>/.")
+@click.option("--dataset", default=None,
+              help="mnist, fashionmnist, cifar10, svhn (torchvision, from --data-root) or digits (bundled). "
+                   "Default: the run's train_config.yaml (zips from `prunehess train`), else mnist.")
+@click.option("--model", default=None,
+              help="fc1, lenet5, resnet20, resnet18, vgg11_bn, or your own as FILE.py:factory / package.module:factory. "
+                   "Default: the run's train_config.yaml, else fc1.")
+@click.option("--output", default="output", show_default=True, type=click.Path(file_okay=False), help="Output tree root.")
+@click.option("--mini-hessian-batch-size", "--mini_hessian_batch_size", "mini_hessian_batch_size", default=200, show_default=True, type=int,
+              help="Samples per mini-batch of the Hessian batch (bounds memory).")
+@click.option("--hessian-batch-size", "--hessian_batch_size", "hessian_batch_size", default=200, show_default=True, type=int,
+              help="Samples in the Hessian batch (a seeded subset of the training split).")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed of the Hessian batch and of every estimator's probes.")
+@click.option("--batch-norm/--no-batch-norm", "--batch_norm/--no_batch_norm", "batch_norm", default=True, show_default=True, help="BatchNorm in ResNet models.")
+@click.option("--residual/--no-residual", default=True, show_default=True, help="Skip connections in ResNet models.")
+@click.option("--depth", default=20, show_default=True, type=int, help="Depth of resnet20-family models (6n+2).")
+@click.option("--cuda/--no-cuda", default=None, help="Use a GPU (default: when there is one).")
+@click.option("--device", default=None, help="Explicit torch device, e.g. cuda:1 or cpu (overrides --cuda).")
+@click.option("--compute-each-layer", "--compute_each_layer", "compute_each_layer", is_flag=True,
+              help="Also analyse each parameter tensor's diagonal block (folders *_layer<k>/).")
+@click.option("--extract/--no-extract", default=True, show_default=True, help="Unpack the zip, or read an already-unpacked --resume folder.")
+@click.option("--parallel", is_flag=True, help="DataParallel over the visible GPUs for the Hessian-vector products.")
+@click.option("--data-root", "--data_root", "data_root", default="data", show_default=True, type=click.Path(file_okay=False),
+              help="Where torchvision datasets live (e.g. <root>/MNIST/raw).")
+@click.option("--download", is_flag=True, help="Let torchvision download a missing dataset into --data-root.")
+@click.option("--top-n", "--top_n", "top_n", default=1, show_default=True, type=int, help="How many top eigenvalues.")
+@click.option("--method", type=click.Choice(METHODS), default="lanczos", show_default=True,
+              help="Top eigenvalues by Lanczos, or by PyHessian's power iteration.")
+@click.option("--tol", default=1e-3, show_default=True, type=float,
+              help="Eigenvalue tolerance: Lanczos residual ≤ tol·|λ|; power: relative change < tol (PyHessian).")
+@click.option("--max-iter", "max_iter", default=100, show_default=True, type=int, help="Most Lanczos steps / power iterations.")
+@click.option("--trace-method", type=click.Choice(TRACE_METHODS), default="hutchinson", show_default=True,
+              help="Hutchinson (per-layer traces from the same probes) or Hutch++ (fewer HVPs for the same error).")
+@click.option("--trace-probes", default=100, show_default=True, type=int, help="Most Hutchinson probes (Hutch++: HVP budget).")
+@click.option("--trace-tol", default=1e-3, show_default=True, type=float,
+              help="PyHessian's stopping rule for Hutchinson (relative change of the mean); 0 uses every probe.")
+@click.option("--slq-steps", default=100, show_default=True, type=int, help="Lanczos steps per SLQ run (nodes per density file).")
+@click.option("--slq-runs", default=1, show_default=True, type=int, help="SLQ runs (columns per density file).")
+@click.option("--params", type=click.Choice(PARAM_MODES), default="active", show_default=True,
+              help="active: the Hessian over surviving weights (pruned ones are not parameters); all: every coordinate (PyHessian).")
+@click.option("--strategy", type=click.Choice(STRATEGY_CHOICES), default="auto", show_default=True,
+              help="How Hessian-vector products are computed; auto measures on the first checkpoint.")
+@click.option("--layout", default=None, help=r"Regex for other checkpoint namings, with groups iteration and epoch. Example: 'it(?P<iteration>\d+)/ep(?P<epoch>\d+)\.pt'")
+@click.option("--trust-checkpoints", is_flag=True,
+              help="Allow checkpoints that are pickled objects (runs code from the file: only for files you trust).")
+@click.option("--test-accuracy/--no-test-accuracy", default=True, show_default=True, help="Record each checkpoint's test accuracy.")
+@click.option("--max-unpacked-mb", default=8192, show_default=True, type=int, help="Refuse zips that unpack to more than this.")
+@click.option("--max-ratio", default=250.0, show_default=True, type=float, help="Refuse zip entries compressed more than this ratio.")
+@click.option("--data-parallel", is_flag=True, help="Under torchrun: split the Hessian batch across ranks (all-reduced HVPs) instead of sharding checkpoints.")
+def extract_command(data_parallel: bool, **options: Any) -> None:
+    """Compute top eigenvalues, trace and spectral density for every checkpoint in a zip.
+
+    Writes OUTPUT/top_eigenvalues, trace, density_eigen, density_weight, esd_plot (and *_layer<k>/ with
+    --compute-each-layer), plus layers.txt, remain_params.txt, summary.csv and config.yaml. Reruns skip
+    finished checkpoints; Ctrl-C stops after the checkpoint in flight.
+    """
+    if options.get("trace_tol") == 0:
+        options["trace_tol"] = None
+    config = ExtractConfig.from_mapping(options)
+    from prunehess.distributed import run_extract
+
+    report = run_extract(config, data_parallel=data_parallel, log=lambda msg: click.echo(msg, err=True))
+    if report is None:
+        return
+    click.echo(f"done: {len(report.computed)} computed, {len(report.skipped)} already finished, "
+               f"{len(report.failed)} failed, in {report.seconds:.1f} s -> {config.output}", err=True)
+    if report.failed:
+        tags = ", ".join(sorted(report.failed))
+        raise PrunehessError(f"{len(report.failed)} checkpoint(s) failed ({tags}); see the messages above")

@@ -1,0 +1,133 @@
+"""``prunehess plot``: the seed's five plots (and the layer match) from the command line.
+
+Each subcommand takes the options of its function in :mod:`prunehess.plots` (underscore spellings accepted
+too) and writes the same files::
+
+    prunehess plot trace-best --path output --save-path figs
+    prunehess plot density-eigen --path output/density_eigen --save-path figs/SLQ --layers 6 --style scatter
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from prunehess.cli._root import main
+
+__all__ = ["plot"]
+
+
+class _LayersType(click.ParamType):
+    """A count of per-layer folders (``0`` = whole model only) or ``all``."""
+
+    name = "COUNT|all"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "all":
+            return None
+        try:
+            count = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a count nor 'all'", param, ctx)
+        if count < 0:
+            self.fail(f"{count} is negative", param, ctx)
+        return count
+
+
+def _options(default_layers: str) -> Callable:
+    def decorate(function: Callable) -> Callable:
+        options = [
+            click.option("--path", required=True, type=click.Path(path_type=Path),
+                         help="An extract output folder, or one of its metric folders (e.g. output/trace) as the "
+                              "seed took."),
+            click.option("--save-path", "--save_path", "save_path", required=True, type=click.Path(path_type=Path),
+                         help="Folder for the figures (whole_model/, layer<k>/ inside)."),
+            click.option("--layers", type=_LayersType(), default=default_layers, show_default=True,
+                         help="How many per-layer folders to draw too (0 = whole model only), or 'all'."),
+            click.option("--models", type=click.IntRange(min=2), default=None,
+                         help="As the seed: draw iteration tags 001 to MODELS-1 (e.g. 21 for 20 iterations). "
+                              "Default: every iteration found."),
+            click.option("--epochs", type=click.IntRange(min=1), default=None,
+                         help="Draw the first EPOCHS snapshots of each iteration. Default: all."),
+            click.option("--model-name", "--model_name", "model_name", default="", help="Model name for titles."),
+            click.option("--dataset-name", "--dataset_name", "dataset_name", default="",
+                         help="Dataset name for titles."),
+            click.option("--remain-params-file-path", "--remain_params_file_path", "remain_params_file_path",
+                         type=click.Path(path_type=Path), default=None,
+                         help="Percent of parameters remaining per iteration, one per line. Default: the "
+                              "output's remain_params.txt."),
+        ]
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _report(written: list[Path], save_path: Path) -> None:
+    click.echo(f"Wrote {len(written)} figure{'s' if len(written) != 1 else ''} under {save_path}")
+
+
+@main.group()
+def plot() -> None:
+    """Draw the trends of an extract output: the seed's five plots, the layer match, or all of them.
+
+    \b
+    Examples:
+      prunehess plot top-eigenvalues --path output/top_eigenvalues --save-path figs/top --layers 6
+      prunehess plot trace-best --path output --save-path figs/trace_best
+      prunehess plot all --path output --save-path figs
+    """
+
+
+def _seed_command(name: str, function_name: str, doc: str) -> None:
+    @plot.command(name, help=doc)
+    @_options("0")
+    def command(**kwargs) -> None:
+        import prunehess.plots as plots
+
+        written = getattr(plots, function_name)(**kwargs)
+        _report(written, kwargs["save_path"])
+
+    command.__name__ = function_name
+
+
+_seed_command("top-eigenvalues", "plot_top_eigenvalues",
+              "Top eigenvalue against epoch, one figure per pruning iteration (model<i>.jpg).")
+_seed_command("trace", "plot_trace", "Hessian trace against epoch, one figure per pruning iteration (model<i>.jpg).")
+_seed_command("top-eigenvalues-best", "plot_top_eigenvalues_best",
+              "Top eigenvalue of each iteration's best checkpoint against the percent remaining (best_model.jpg).")
+_seed_command("trace-best", "plot_trace_best",
+              "Trace of each iteration's best checkpoint against the percent remaining (best_model.jpg).")
+
+
+@plot.command("density-eigen")
+@_options("0")
+@click.option("--style", type=click.Choice(["heatmap", "scatter"]), default="heatmap", show_default=True,
+              help="heatmap: weighted spectral density over epoch x eigenvalue; scatter: the seed's bare SLQ nodes.")
+def density_eigen(style: str, **kwargs) -> None:
+    """SLQ spectrum against epoch, one figure per pruning iteration (model<i>.jpg)."""
+    from prunehess.plots import plot_density_eigen
+
+    _report(plot_density_eigen(**kwargs, style=style), kwargs["save_path"])
+
+
+@plot.command("layer-match")
+@_options("all")
+def layer_match(**kwargs) -> None:
+    """Wasserstein-1 distance of each layer's spectrum to the whole model's (model<i>.jpg, best_model.jpg)."""
+    from prunehess.plots import plot_layer_match
+
+    _report(plot_layer_match(**kwargs), kwargs["save_path"])
+
+
+@plot.command("all")
+@_options("all")
+def plot_all(**kwargs) -> None:
+    """Every plot, in top_eigenvalues/, trace/, SLQ/, top_eigenvalues_best/, trace_best/, layer_match/."""
+    from prunehess.plots import plot_all as run
+
+    _report(run(**kwargs), kwargs["save_path"])

@@ -1,0 +1,415 @@
+"""``extract``: from a zip of pruning checkpoints to the fixed output tree.
+
+One orchestration function, :func:`extract`, called by ``prunehess extract`` (and usable from Python). It
+unpacks the zip safely, finds the checkpoints and orders them by (iteration, epoch), loads the Hessian batch
+onto the device once, and for every checkpoint loads the weights into the model, builds a
+:class:`~prunehess.operators.HessianOperator` on the surviving weights (or all, with ``params="all"``) and
+writes top eigenvalues, trace and spectral density (whole model, and per parameter tensor with
+``compute_each_layer``). Each checkpoint's files are written atomically, then its record; a rerun skips
+finished checkpoints, so a killed run resumes to the same numbers.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from prunehess.checkpoints.layouts import CheckpointRef, Discovery, discover
+from prunehess.checkpoints.loading import LoadedCheckpoint, load_checkpoint, load_into_model
+from prunehess.checkpoints.zips import ZipLimits, safe_extract
+from prunehess.config import ExtractConfig
+from prunehess.errors import CheckpointError, ConfigError, PrunehessError
+from prunehess.layout import OutputLayout, epoch_tag, iteration_tag
+from prunehess.operators import HessianOperator
+from prunehess.operators.hvp import eval_mode
+from prunehess.operators.masks import zero_masks
+from prunehess.runstate import RunState
+
+__all__ = ["extract", "unpack", "finalize", "ExtractReport", "Interrupted", "resolve_device", "checkpoint_tag"]
+
+Log = Callable[[str], None]
+
+
+class Interrupted(PrunehessError):
+    """SIGINT: the run stopped cleanly after the checkpoint in flight."""
+
+    exit_code = 130
+
+
+@dataclass
+class ExtractReport:
+    """What a run did."""
+
+    layout: str
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    strategy: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def checkpoint_tag(ref: CheckpointRef) -> str:
+    """``III_EE`` as in the output file names (``000_00`` initial, ``001_best`` ...)."""
+    return f"{iteration_tag(ref.iteration)}_{epoch_tag(ref.epoch)}"
+
+
+def resolve_device(config: ExtractConfig) -> torch.device:
+    """``--device`` if given, else CUDA when available and not ``--no-cuda``."""
+    if config.device:
+        try:
+            device = torch.device(config.device)
+        except RuntimeError:
+            raise ConfigError(f"device: {config.device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device: {config.device} requested but CUDA is not available here")
+        return device
+    if config.cuda is True and not torch.cuda.is_available():
+        raise ConfigError("--cuda requested but CUDA is not available here (use --no-cuda)")
+    use_cuda = torch.cuda.is_available() if config.cuda is None else config.cuda
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
+# ----- the run ----------------------------------------------------------------------------------------------------
+def extract(
+    config: ExtractConfig,
+    *,
+    log: Log = print,
+    shard: tuple[int, int] = (0, 1),
+    reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    data_shard: Optional[tuple[int, int]] = None,
+    write_results: bool = True,
+    write_shared: bool = True,
+    lock: bool = True,
+    unpacked: Optional[Path] = None,
+) -> ExtractReport:
+    """Run the extraction described by ``config``; returns what was computed, skipped and failed.
+
+    ``shard=(rank, world)`` analyses only every ``world``-th checkpoint starting at ``rank`` (torch.distributed
+    checkpoint sharding); ``data_shard`` and ``reduce`` split the Hessian batch across ranks instead.
+    ``write_results=False`` computes without writing (the other ranks of a data-parallel run); ``write_shared``
+    (rank 0) writes the files shared by all checkpoints: layers, remaining parameters, summary and config.
+    ``unpacked`` names a folder already unpacked (by rank 0). A checkpoint that fails (bad weights, NaN loss)
+    is recorded and the others go on.
+    """
+    start_time = time.perf_counter()
+    from prunehess.data import dataset_info, hessian_batch, test_loader
+    from prunehess.models import build_model
+
+    device = resolve_device(config)
+    layout = OutputLayout(config.output)
+    state = RunState(config.output)
+    state.prepare()
+    if lock:
+        state.acquire()
+    try:
+        folder = unpacked if unpacked is not None else unpack(config, log)
+        config = config.with_run_defaults(folder)
+        state.key = config.numerics_key()
+        found = discover(folder, layout_regex=config.layout)
+        _announce(found, folder, log)
+        info = dataset_info(config.dataset)
+        model = build_model(config.model, input_shape=info.input_shape, num_classes=info.num_classes,
+                            batch_norm=config.batch_norm, residual=config.residual, depth=config.depth).to(device)
+        forward = _forward(model, config, device, log)
+        batches = hessian_batch(config.dataset, root=config.data_root, size=config.hessian_batch_size,
+                                mini_batch_size=config.mini_hessian_batch_size, seed=config.seed, device=device,
+                                download=config.download)
+        total = None
+        if data_shard is not None:
+            total = sum(int(y.shape[0]) for _, y in batches)
+            batches = batches[data_shard[0] :: data_shard[1]]
+        tests = test_loader(config.dataset, root=config.data_root, download=config.download) if config.test_accuracy else None
+        names = [n for n, _ in model.named_parameters()]
+        report = ExtractReport(layout=found.layout)
+        mine = [ref for i, ref in enumerate(found.checkpoints) if i % shard[1] == shard[0]]
+        interrupted: Optional[Interrupted] = None
+        with _StopOnSigint() as stopper:
+            for position, ref in enumerate(mine, 1):
+                tag = checkpoint_tag(ref)
+                if state.finished(tag) is not None:
+                    report.skipped.append(tag)
+                    continue
+                if stopper.requested:
+                    interrupted = Interrupted(f"interrupted before checkpoint {tag}; rerun the same command to resume")
+                    break
+                log(f"[{position}/{len(mine)}] {tag} ({ref.path.name}) ...")
+                try:
+                    record = _analyse(ref, found, model, forward, batches, total, reduce, tests, names, config,
+                                      device, layout if write_results else None, state, report, log)
+                except CheckpointError as err:
+                    report.failed[tag] = str(err)
+                    if write_results:
+                        state.write_record(tag, {"tag": tag, "status": "failed", "error": str(err)})
+                    log(f"  failed: {err}")
+                    continue
+                if write_results:
+                    state.write_record(tag, record)
+                report.computed.append(tag)
+                done = len(report.computed)
+                eta = (time.perf_counter() - start_time) / done * (len(mine) - position)
+                log(f"  {tag}: top {record['rows'][0]['top_eigenvalues'][0]:.6g}  trace {record['rows'][0]['trace']:.6g}"
+                    f"  test acc {_fmt(record['test_accuracy'])}  ({record['rows'][0]['hvps']} HVPs,"
+                    f" {record['seconds']:.1f} s; ETA {_clock(eta)})")
+        if write_shared:
+            _write_shared(layout, state, model, config, found, report)
+        if interrupted is not None:
+            raise interrupted
+    finally:
+        state.release()
+    report.seconds = time.perf_counter() - start_time
+    return report
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def unpack(config: ExtractConfig, log: Log = print) -> Path:
+    """The folder to search: the zip unpacked into ``<resume>/<zip stem>/``, or ``--resume`` itself with --no-extract."""
+    if not config.extract:
+        if not config.resume.is_dir():
+            raise ConfigError(f"{config.resume}: not a folder (--resume with --no-extract names an unpacked folder)")
+        return config.resume
+    zip_path = config.resume / config.zipname
+    if not zip_path.is_file():
+        raise ConfigError(f"{zip_path}: no such zip (set --resume to its folder and --zipname to its name)")
+    dest = config.resume / Path(config.zipname).stem
+    limits = ZipLimits(max_total_bytes=config.max_unpacked_mb * 2**20, max_ratio=config.max_ratio)
+    files = safe_extract(zip_path, dest, limits=limits)
+    log(f"unpacked {len(files)} files from {zip_path} into {dest}")
+    return dest
+
+
+def _announce(found: Discovery, folder: Path, log: Log) -> None:
+    log(f"found {len(found.checkpoints)} checkpoints in {folder} (layout: {found.layout})")
+    if found.unmatched:
+        shown = ", ".join(str(p) for p in found.unmatched[:10])
+        more = f" and {len(found.unmatched) - 10} more" if len(found.unmatched) > 10 else ""
+        log(f"warning: {len(found.unmatched)} files match no checkpoint layout and are not analysed: {shown}{more}")
+
+
+def _forward(model: nn.Module, config: ExtractConfig, device: torch.device, log: Log):
+    if not config.parallel:
+        return None
+    if device.type != "cuda":
+        log("warning: --parallel needs CUDA devices; running on one device")
+        return None
+    count = torch.cuda.device_count()
+    log(f"DataParallel over {count} GPU(s)")
+    return nn.DataParallel(model)
+
+
+def _masks(model: nn.Module, ckpt: LoadedCheckpoint, config: ExtractConfig) -> Optional[dict[str, torch.Tensor]]:
+    """Masks of the surviving weights: from the checkpoint (prune pairs, mask.pth) or exact zeros; none for 'all'."""
+    if config.params == "all":
+        return None
+    from prunehess.models import is_prunable
+
+    masks = dict(zero_masks(model, is_prunable))
+    masks.update({k: v.to(next(model.parameters()).device) for k, v in ckpt.masks.items()})
+    return masks
+
+
+def _remaining_percent(model: nn.Module) -> float:
+    total = sum(p.numel() for p in model.parameters())
+    alive = sum(int((p != 0).sum()) for p in model.parameters())
+    return 100.0 * alive / total
+
+
+@torch.no_grad()
+def _test_accuracy(model: nn.Module, tests, device: torch.device) -> Optional[float]:
+    if tests is None:
+        return None
+    correct = count = 0
+    with eval_mode(model):
+        for x, y in tests:
+            pred = model(x.to(device)).argmax(dim=1)
+            correct += int((pred.cpu() == y).sum())
+            count += int(y.shape[0])
+    return correct / max(count, 1)
+
+
+@torch.no_grad()
+def _check_loss(model: nn.Module, batches, path: Path, reduce=None) -> float:
+    """The mean loss over the Hessian batch (all ranks' shares under ``reduce``); non-finite is a failure."""
+    with eval_mode(model):
+        total = sum(F.cross_entropy(model(x), y, reduction="sum") for x, y in batches)
+    sums = torch.stack([total.double(), torch.tensor(float(sum(int(y.shape[0]) for _, y in batches)),
+                                                     dtype=torch.float64, device=total.device)])
+    if reduce is not None:
+        sums = reduce(sums)
+    loss = float(sums[0] / sums[1])
+    if not math.isfinite(loss):
+        raise CheckpointError(f"{path}: the loss on the Hessian batch is {loss} (non-finite)")
+    return loss
+
+
+def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, config, device, layout, state,
+             report, log) -> dict[str, Any]:
+    """Load one checkpoint, compute every estimate, write its files; return its record."""
+    started = time.perf_counter()
+    ckpt = load_checkpoint(ref.path, trust=config.trust_checkpoints, mask_path=found.masks.get(ref.iteration),
+                           expected_keys=model.state_dict().keys())
+    load_into_model(model, ckpt)
+    loss = _check_loss(model, batches, ref.path, reduce)
+    accuracy = _test_accuracy(model, tests, device)
+    masks = _masks(model, ckpt, config)
+    op = HessianOperator(model, batches, params=None, masks=masks, forward=forward, total_samples=total, reduce=reduce)
+    _choose_strategy(op, config, state, device, report, log)
+    remaining = _remaining_percent(model)
+    rows = []
+    whole = _estimates(op, config, per_layer=config.compute_each_layer)
+    _write(layout, ref, None, whole)
+    rows.append(_row(ref, None, remaining, accuracy, whole, started))
+    if config.compute_each_layer:
+        for k, name in enumerate(names):
+            layer_start = time.perf_counter()
+            block = op.restrict([name])
+            if block.size == 0:
+                log(f"  warning: {name} has no surviving weights; its layer files are not written")
+                continue
+            est = _estimates(block, config, per_layer=False, trace=whole["trace"].blocks[name])
+            _write(layout, ref, k, est)
+            rows.append(_row(ref, k, remaining, accuracy, est, layer_start))
+    op.release()
+    return {"tag": checkpoint_tag(ref), "status": "done", "iteration": ref.iteration, "epoch": ref.epoch,
+            "kind": ref.kind, "path": str(ref.path), "loss": loss, "test_accuracy": accuracy,
+            "remaining_percent": remaining, "rows": rows, "seconds": time.perf_counter() - started}
+
+
+def _choose_strategy(op: HessianOperator, config: ExtractConfig, state: RunState, device, report, log) -> None:
+    """Measure strategies on the first checkpoint (or reuse the saved choice); check determinism once."""
+    if report.strategy:
+        op.set_strategy(report.strategy["strategy"], report.strategy["batched_strategy"])
+        return
+    if config.strategy != "auto" or op.reduces:
+        # under data parallelism every rank must run the same strategy: no timing-based choice
+        choice = {"strategy": "graph" if config.strategy == "auto" else config.strategy, "batched_strategy": "loop"}
+    else:
+        choice = state.saved_strategy(str(device))
+        if choice is None:
+            timings = op.tune()
+            choice = {"strategy": op.strategy, "batched_strategy": op.batched_strategy,
+                      "timings": {k: round(v, 6) for k, v in timings.items()}}
+            state.save_strategy(str(device), choice)
+            log("  HVP strategy: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items())
+                + f" -> {op.strategy} / batched {op.batched_strategy}")
+    op.set_strategy(choice["strategy"], choice["batched_strategy"])
+    op.check_deterministic()
+    report.strategy = choice
+
+
+def _estimates(op: HessianOperator, config: ExtractConfig, *, per_layer: bool, trace=None) -> dict[str, Any]:
+    """Top eigenvalues, trace (unless given: a block's share of the whole model's probes) and SLQ density."""
+    out: dict[str, Any] = {}
+    k = min(config.top_n, op.size)
+    if config.method == "lanczos":
+        out["eigen"] = op.top_eigen(k, method="lanczos", tol=config.tol, max_iter=max(config.max_iter, 2 * k),
+                                    seed=config.seed)
+    else:
+        out["eigen"] = op.top_eigen(k, method="power", tol=config.tol, max_iter=config.max_iter, seed=config.seed)
+    if trace is None:
+        if config.trace_method == "hutchinson":
+            batch = 1 if config.trace_tol is not None or op.batched_strategy == "loop" else 10
+            trace = op.trace(method="hutchinson", per_layer=per_layer, n_probes=config.trace_probes,
+                             tol=config.trace_tol, batch_size=batch, seed=config.seed)
+        else:
+            trace = op.trace(method="hutch++", n_hvp=config.trace_probes, seed=config.seed)
+    out["trace"] = trace
+    out["density"] = op.density(n_runs=config.slq_runs, n_steps=config.slq_steps, seed=config.seed)
+    return out
+
+
+def _write(layout: Optional[OutputLayout], ref: CheckpointRef, layer: Optional[int], est: dict[str, Any]) -> None:
+    if layout is None:
+        return
+    d = est["density"]
+    layout.write_top_eigenvalues(ref.iteration, ref.epoch, est["eigen"].eigenvalues.tolist(), layer=layer)
+    layout.write_trace(ref.iteration, ref.epoch, est["trace"].estimate, layer=layer)
+    layout.write_density(ref.iteration, ref.epoch, d.nodes.T.numpy(), d.weights.T.numpy(), layer=layer)
+    grid, density = d.broadened()
+    layout.write_esd_plot(ref.iteration, ref.epoch, grid.numpy(), density.numpy(), layer=layer)
+
+
+def _row(ref, layer, remaining, accuracy, est, started) -> dict[str, Any]:
+    return {
+        "iteration": ref.iteration, "epoch": ref.epoch, "layer": layer, "remaining_percent": round(remaining, 4),
+        "test_accuracy": accuracy, "top_eigenvalues": [float(v) for v in est["eigen"].eigenvalues],
+        "trace": est["trace"].estimate, "trace_stderr": est["trace"].stderr,
+        "hvps": est["eigen"].n_hvp + est["trace"].n_hvp + est["density"].n_hvp,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def finalize(config: ExtractConfig, *, unpacked: Path) -> ExtractReport:
+    """Write the shared files (layers, remaining parameters, summary, config) from every finished record: rank 0's
+    last step after a sharded run."""
+    from prunehess.data import dataset_info
+    from prunehess.models import build_model
+
+    config = config.with_run_defaults(unpacked)
+    found = discover(unpacked, layout_regex=config.layout)
+    info = dataset_info(config.dataset)
+    model = build_model(config.model, input_shape=info.input_shape, num_classes=info.num_classes,
+                        batch_norm=config.batch_norm, residual=config.residual, depth=config.depth)
+    state = RunState(config.output, config.numerics_key())
+    report = ExtractReport(layout=found.layout)
+    strategy = state.saved_strategy(str(resolve_device(config)))
+    report.strategy = {k: v for k, v in (strategy or {}).items() if k not in ("key", "device")}
+    _write_shared(OutputLayout(config.output), state, model, config, found, report)
+    return report
+
+
+def _write_shared(layout: OutputLayout, state: RunState, model: nn.Module, config: ExtractConfig, found: Discovery,
+                  report: ExtractReport) -> None:
+    """layers.txt, remain_params.txt, summary.csv and config.yaml, from every finished record."""
+    layout.write_layers([(k, name, p.numel()) for k, (name, p) in enumerate(model.named_parameters())])
+    records = state.all_records()
+    by_iteration: dict[int, float] = {}
+    for rec in sorted(records, key=lambda r: (r["iteration"], r["epoch"] is not None, r["epoch"] or 0)):
+        if rec["iteration"] >= 0:
+            by_iteration.setdefault(rec["iteration"], rec["remaining_percent"])
+    if by_iteration:
+        layout.write_remain_params([by_iteration[i] for i in sorted(by_iteration)])
+    order = {checkpoint_tag(ref): i for i, ref in enumerate(found.checkpoints)}
+    rows = [row for rec in sorted(records, key=lambda r: order.get(r["tag"], len(order))) for row in rec["rows"]]
+    layout.write_summary(rows)
+    layout.write_config({**config.to_dict(), "layout_detected": found.layout, "hvp_strategy": report.strategy})
+
+
+class _StopOnSigint:
+    """First Ctrl-C: finish the checkpoint in flight, then stop. Second: stop at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: finishing the checkpoint in flight, then stopping (Ctrl-C again to abort now)", flush=True)
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False

@@ -1,0 +1,104 @@
+"""What an extraction has finished, and who is running it: resumability and mutual exclusion.
+
+Under ``<output>/.prunehess/``:
+
+- ``lock``: held (``fcntl`` advisory lock) by the process running an extraction into this folder; a second run
+  refuses with a clear message instead of interleaving. The OS releases it when the process dies (even SIGKILL).
+- ``records/<III>_<EE>.json``: one per finished checkpoint, written atomically after all its result files. It
+  stores the config's numerics key, so a rerun skips a checkpoint only if it was finished under the same numbers-
+  affecting options, and recomputes it otherwise.
+- ``strategy.json``: the HVP strategy measured on the first checkpoint, reused on resume so that resumed numbers
+  are identical to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from prunehess.errors import OutputError
+from prunehess.layout import atomic_write_text
+
+__all__ = ["RunState"]
+
+
+class RunState:
+    """The hidden state folder of one output tree."""
+
+    def __init__(self, output: Path, numerics_key: str = ""):
+        self.folder = Path(output) / ".prunehess"
+        self.records = self.folder / "records"
+        self.key = numerics_key
+        self._lock_fd: Optional[int] = None
+
+    def prepare(self) -> None:
+        try:
+            self.records.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{self.folder.parent}: cannot create the output folder ({err.strerror or err})") from None
+        if not os.access(self.folder, os.W_OK):
+            raise OutputError(f"{self.folder.parent}: the output folder is not writable")
+
+    # ----- lock -------------------------------------------------------------------------------------------------
+    def acquire(self, name: str = "lock") -> None:
+        """Take the folder's lock or raise :class:`OutputError` if another run holds it."""
+        import fcntl
+
+        self.prepare()
+        path = self.folder / name
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise OutputError(
+                f"{self.folder.parent}: another prunehess run (pid {holder}) is writing to this output folder; "
+                "wait for it to finish or choose another --output"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ----- records ----------------------------------------------------------------------------------------------
+    def _record_path(self, tag: str) -> Path:
+        return self.records / f"{tag}.json"
+
+    def finished(self, tag: str) -> Optional[dict[str, Any]]:
+        """The record of checkpoint ``tag`` if it was finished under the same numerics key."""
+        path = self._record_path(tag)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if record.get("key") == self.key and record.get("status") == "done" else None
+
+    def write_record(self, tag: str, record: dict[str, Any]) -> None:
+        record = {**record, "key": self.key}
+        atomic_write_text(self._record_path(tag), json.dumps(record, indent=1, sort_keys=True))
+
+    def all_records(self) -> list[dict[str, Any]]:
+        """Every record finished under the current key."""
+        out = []
+        for path in sorted(self.records.glob("*.json")):
+            rec = self.finished(path.stem)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    # ----- strategy -------------------------------------------------------------------------------------------
+    def saved_strategy(self, device: str) -> Optional[dict[str, Any]]:
+        try:
+            data = json.loads((self.folder / "strategy.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if data.get("key") == self.key and data.get("device") == device else None
+
+    def save_strategy(self, device: str, choice: dict[str, Any]) -> None:
+        atomic_write_text(self.folder / "strategy.json", json.dumps({**choice, "key": self.key, "device": device}))

@@ -1,0 +1,19 @@
+"""The docstring examples of every estimator module run and print what they say (default float32 dtype)."""
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["lanczos", "power", "hutchinson", "slq", "wasserstein", "results", "sampling"]
+WITH_EXAMPLES = {"lanczos", "power", "hutchinson", "slq", "wasserstein"}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(f"prunehess.estimators.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} doctest examples failed in {module.__name__}"
+    if name in WITH_EXAMPLES:
+        assert result.attempted > 0

@@ -1,0 +1,124 @@
+"""Renderers: numbers in, figure out; the drawn data are the numbers given."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+from matplotlib.figure import Figure
+
+import prunehess.plots as pp
+from prunehess.plots.density import default_linthresh
+
+
+def test_epoch_trend_draws_the_values():
+    fig = pp.render_epoch_trend([0, 10, 20], [[3.0, 1.0], [2.0, 0.5], [1.0, np.nan]], ylabel="Top Hessian eigenvalue",
+                                title="t")
+    ax = fig.axes[0]
+    assert [list(line.get_xdata()) for line in ax.lines] == [[0, 10, 20]] * 2
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [3.0, 2.0, 1.0])
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [1.0, 0.5, np.nan])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["λ1", "λ2"]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("Epoch", "Top Hessian eigenvalue", "t")
+    assert ax.get_yscale() == "linear"
+
+
+def test_epoch_trend_log_scale_when_values_span_decades():
+    fig = pp.render_epoch_trend([0, 10, 20], [1.0, 30.0, 2000.0])
+    assert fig.axes[0].get_yscale() == "log"
+    fig = pp.render_epoch_trend([0, 10, 20], [-1.0, 30.0, 2000.0])  # a negative value: stays linear
+    assert fig.axes[0].get_yscale() == "linear"
+
+
+def test_renderers_draw_on_a_given_axes():
+    fig = Figure()
+    ax1, ax2 = fig.subplots(1, 2)
+    assert pp.render_epoch_trend([0, 1], [1.0, 2.0], ax=ax2) is fig
+    assert pp.render_best_trend([100.0, 80.0], [1.0, 2.0], ax=ax1) is fig
+    assert len(ax1.lines) == len(ax2.lines) == 1
+
+
+def test_best_trend_axis_is_the_percent_remaining():
+    fig = pp.render_best_trend([100.0, 80.0, 64.0, 51.2], [5.0, 6.0, 8.0, 7.5], ylabel="Hessian trace")
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [100.0, 80.0, 64.0, 51.2])
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [5.0, 6.0, 8.0, 7.5])
+    assert ax.get_xscale() == "log" and ax.xaxis_inverted()
+    assert ax.get_xlabel() == "Remaining parameters (%)"
+    assert sorted(ax.get_xticks()) == [51.2, 64.0, 80.0, 100.0]
+    assert ax.xaxis.get_major_formatter()(51.2, 0) == "51.2"
+
+
+def test_esd_renderer():
+    grid = np.linspace(-2, 5, 100)
+    density = np.exp(-grid**2)
+    ax = pp.render_esd(grid, density, title="ESD").axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), grid)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), density + 1e-7)
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_yscale()) == ("Eigenvalue", "Density (Log Scale)", "log")
+
+
+def test_density_map_columns_are_densities_peaking_at_the_nodes():
+    spectra = [(np.array([-2.0, 0.001, 300.0]), np.array([0.25, 0.5, 0.25])),
+               (np.array([[5.0, 5.0]]), np.array([[1.0, 3.0]]))]  # one node, two runs
+    dmap = pp.density_map(spectra, num_points=500, linthresh=0.01)
+    assert dmap.density.shape == (500, 2)
+    np.testing.assert_allclose(dmap.density.sum(axis=0) * dmap.du, 1.0)
+    centre = dmap.eigenvalues[np.argmax(dmap.density[:, 1])]
+    assert centre == pytest.approx(5.0, rel=0.05)
+    # equal masses get equal peaks however far apart on the eigenvalue axis: it is a symlog-axis density
+    peaks = [dmap.density[np.argmin(abs(dmap.eigenvalues - x)), 0] for x in (-2.0, 300.0)]
+    assert peaks[0] == pytest.approx(peaks[1], rel=0.05)
+    assert np.all(np.diff(dmap.eigenvalue_edges) > 0)
+
+
+def test_default_linthresh_sits_below_the_bulk():
+    nodes = np.concatenate([np.full(80, 3e-3), [200.0]])
+    assert default_linthresh(nodes) == pytest.approx(1e-3)
+    assert default_linthresh(np.zeros(3)) == 1.0
+
+
+def test_heatmap_draws_the_density_map():
+    spectra = [(np.array([0.01, 10.0]), np.array([0.5, 0.5])), (np.array([-1.0, 100.0]), np.array([0.9, 0.1]))]
+    fig = pp.render_density_heatmap([10, 0], spectra, title="SLQ", num_points=64, linthresh=0.1)
+    ax = fig.axes[0]
+    mesh = next(a for a in ax.collections if isinstance(a, QuadMesh))
+    expected = pp.density_map([spectra[1], spectra[0]], num_points=64, linthresh=0.1)  # sorted by epoch
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(64, 2), expected.density)
+    assert ax.get_yscale() == "symlog" and ax.get_ylabel() == "Eigenvalue" and ax.get_xlabel() == "Epoch"
+    assert list(ax.get_xticks()) == [0, 10]
+    assert len(fig.axes) == 2  # the colour bar
+
+
+def test_node_scatter_draws_every_node():
+    fig = pp.render_node_scatter([0, 10], [np.array([1.0, 2.0]), (np.array([[3.0], [4.0]]), np.ones((2, 1)))])
+    offsets = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_array_equal(offsets, [[0, 1.0], [0, 2.0], [10, 3.0], [10, 4.0]])
+
+
+def test_layer_match_renderer():
+    fig = pp.render_layer_match([100.0, 80.0], [[0.1, 2.0], [0.2, 3.0]], ["layer 0", "layer 1"], percent_axis=True)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), [2.0, 3.0])
+    assert ax.get_xlabel() == "Remaining parameters (%)"
+    assert ax.get_ylabel() == "Wasserstein-1 distance to the full spectrum"
+
+
+def test_wasserstein_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a, b = rng.normal(size=7), rng.normal(1.0, 2.0, size=11)
+        wa, wb = rng.uniform(size=7), rng.uniform(size=11)
+        assert pp.wasserstein_1(a, wa, b, wb) == pytest.approx(stats.wasserstein_distance(a, b, wa, wb), rel=1e-12)
+
+
+def test_wasserstein_closed_forms():
+    assert pp.wasserstein_1([0.0], [1.0], [2.5], [4.0]) == pytest.approx(2.5)  # weights are normalised
+    assert pp.wasserstein_1([1.0, 3.0], [0.5, 0.5], [3.0, 1.0], [0.5, 0.5]) == 0.0
+    with pytest.raises(ValueError, match="non-negative"):
+        pp.wasserstein_1([0.0], [-1.0], [1.0], [1.0])
+
+
+def test_wasserstein_accepts_torch():
+    torch = pytest.importorskip("torch")
+    assert pp.wasserstein_1(torch.tensor([0.0]), torch.tensor([1.0]), np.array([1.5]), [1.0]) == pytest.approx(1.5)

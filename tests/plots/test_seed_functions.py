@@ -1,0 +1,191 @@
+"""The seed's five saving functions and the layer match: files where the seed put them, and the plotted data
+equal to the numbers in the output tree (captured from the figures before they are saved)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
+
+import prunehess.plots as pp
+from prunehess.layout import atomic_write_bytes
+from prunehess.plots import _common
+from prunehess.plots.layer_match import wasserstein_1
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Every figure the wrappers save, as {relative path: (title, lines, mesh array, offsets, axes)}."""
+    shots: dict[str, dict] = {}
+
+    def capture(figure, path, dpi=100):
+        ax = figure.axes[0]
+        meshes = [c for c in ax.collections if isinstance(c, QuadMesh)]
+        shots[Path(path).as_posix()] = dict(
+            title=ax.get_title(),
+            xlabel=ax.get_xlabel(),
+            ylabel=ax.get_ylabel(),
+            yscale=ax.get_yscale(),
+            lines=[(np.asarray(l.get_xdata(), float), np.asarray(l.get_ydata(), float)) for l in ax.lines],
+            mesh=np.asarray(meshes[0].get_array()) if meshes else None,
+            offsets=np.asarray(ax.collections[0].get_offsets()) if ax.collections and not meshes else None,
+        )
+        figure.clear()  # drawing is slow and these tests check data; test_plot_all saves real images
+        atomic_write_bytes(path, b"captured")
+        return Path(path)
+
+    monkeypatch.setattr(_common, "save_figure", capture)
+    return shots
+
+
+def _relative(paths, base):
+    return sorted(Path(p).relative_to(base).as_posix() for p in paths)
+
+
+@pytest.mark.parametrize("function, metric", [(pp.plot_top_eigenvalues, "top_eigenvalues"),
+                                              (pp.plot_trace, "trace")])
+def test_within_iteration_trends(tree, known, tmp_path, captured, function, metric):
+    value = known.top_value if metric == "top_eigenvalues" else known.trace_value
+    ITERATIONS, EPOCHS, PERCENTS = known.ITERATIONS, known.EPOCHS, known.PERCENTS
+    save = tmp_path / "figs"
+    written = function(tree.root / metric, save, layers=1, models=4, epochs=3, model_name="fc1",
+                       dataset_name="digits")
+    expected = [f"{folder}/model{i}.jpg" for folder in ("layer0", "whole_model") for i in ITERATIONS]
+    assert _relative(written, save) == expected
+    assert all((save / name).stat().st_size > 0 for name in expected)
+    for layer, folder in ((None, "whole_model"), (0, "layer0")):
+        for i in ITERATIONS:
+            shot = captured[(save / folder / f"model{i}.jpg").as_posix()]
+            x, y = shot["lines"][0]
+            np.testing.assert_array_equal(x, EPOCHS)
+            np.testing.assert_array_equal(y, [value(i, e, layer) for e in EPOCHS])  # exact: written by repr
+            title = "Top eigenvalues plot" if metric == "top_eigenvalues" else "Trace plot"
+            assert shot["title"] == f"{title} for fc1 on digits ({PERCENTS[i]:.1f}% params remaining)"
+            assert shot["xlabel"] == "Epoch"
+    if metric == "top_eigenvalues":
+        # the second eigenvalue of each file is drawn too, and the values span decades: log axis
+        shot = captured[(save / "whole_model" / "model1.jpg").as_posix()]
+        np.testing.assert_allclose(shot["lines"][1][1], [value(1, e) / 3 for e in EPOCHS])
+        assert shot["yscale"] == "log"
+
+
+def test_models_and_epochs_default_to_what_is_there(tree, known, tmp_path, captured):
+    ITERATIONS, EPOCHS = known.ITERATIONS, known.EPOCHS
+    written = pp.plot_trace(tree.root, tmp_path)  # the output root is accepted too
+    assert _relative(written, tmp_path) == [f"whole_model/model{i}.jpg" for i in ITERATIONS]
+    written = pp.plot_trace(tree.root / "trace", tmp_path / "b", models=3, epochs=2)  # as the seed: tags 001-002
+    assert _relative(written, tmp_path / "b") == ["whole_model/model0.jpg", "whole_model/model1.jpg"]
+    x, _ = captured[(tmp_path / "b" / "whole_model" / "model1.jpg").as_posix()]["lines"][0]
+    np.testing.assert_array_equal(x, EPOCHS[:2])
+
+
+@pytest.mark.parametrize("function, metric", [(pp.plot_top_eigenvalues_best, "top_eigenvalues"),
+                                              (pp.plot_trace_best, "trace")])
+def test_best_trends_use_the_best_files(tree, known, tmp_path, captured, function, metric):
+    value = known.top_value if metric == "top_eigenvalues" else known.trace_value
+    ITERATIONS, PERCENTS = known.ITERATIONS, known.PERCENTS
+    written = function(tree.root / metric, tmp_path, layers=2, model_name="fc1", dataset_name="digits")
+    assert _relative(written, tmp_path) == ["layer0/best_model.jpg", "layer1/best_model.jpg",
+                                            "whole_model/best_model.jpg"]
+    for layer, folder in ((None, "whole_model"), (0, "layer0"), (1, "layer1")):
+        shot = captured[(tmp_path / folder / "best_model.jpg").as_posix()]
+        x, y = shot["lines"][0]
+        np.testing.assert_array_equal(x, PERCENTS)
+        np.testing.assert_array_equal(y, [value(i, None, layer) for i in ITERATIONS])
+        assert shot["xlabel"] == "Remaining parameters (%)"
+        title = "Top eigenvalues plot" if metric == "top_eigenvalues" else "Trace plot"
+        assert shot["title"] == f"{title} for fc1 on digits"
+
+
+def test_best_trends_fall_back_to_summary_accuracy(tree_without_best, known, tmp_path, captured):
+    ACCURACY, ITERATIONS, trace_value = known.ACCURACY, known.ITERATIONS, known.trace_value
+    pp.plot_trace_best(tree_without_best.root, tmp_path, layers=1)
+    for layer, folder in ((None, "whole_model"), (0, "layer0")):
+        _, y = captured[(tmp_path / folder / "best_model.jpg").as_posix()]["lines"][0]
+        np.testing.assert_array_equal(y, [trace_value(i, ACCURACY[i], layer) for i in ITERATIONS])
+
+
+def test_density_heatmap_per_iteration(tree, known, tmp_path, captured):
+    EPOCHS, spectrum_of = known.EPOCHS, known.spectrum_of
+    written = pp.plot_density_eigen(tree.root / "density_eigen", tmp_path, layers=1, models=3, model_name="fc1")
+    assert _relative(written, tmp_path) == ["layer0/model0.jpg", "layer0/model1.jpg",
+                                            "whole_model/model0.jpg", "whole_model/model1.jpg"]
+    shot = captured[(tmp_path / "layer0" / "model1.jpg").as_posix()]
+    expected = pp.density_map([spectrum_of(1, e, 0) for e in EPOCHS])
+    np.testing.assert_allclose(shot["mesh"].reshape(expected.density.shape), expected.density)
+    assert shot["yscale"] == "symlog" and shot["ylabel"] == "Eigenvalue"
+    assert shot["title"] == "Spectral density for fc1 (80.0% params remaining)"
+
+
+def test_density_scatter_is_the_seed_plot(tree, known, tmp_path, captured):
+    EPOCHS, spectrum_of = known.EPOCHS, known.spectrum_of
+    pp.plot_density_eigen(tree.root, tmp_path, style="scatter")
+    offsets = captured[(tmp_path / "whole_model" / "model2.jpg").as_posix()]["offsets"]
+    nodes = np.concatenate([spectrum_of(2, e)[0] for e in EPOCHS])
+    np.testing.assert_array_equal(offsets[:, 1], nodes)
+    np.testing.assert_array_equal(offsets[:, 0], np.repeat(EPOCHS, len(nodes) // len(EPOCHS)))
+    with pytest.raises(ValueError, match="heatmap, scatter"):
+        pp.plot_density_eigen(tree.root, tmp_path, style="violin")
+
+
+def test_layer_match(tree, known, tmp_path, captured):
+    EPOCHS, ITERATIONS, PERCENTS, spectrum_of = known.EPOCHS, known.ITERATIONS, known.PERCENTS, known.spectrum_of
+    written = pp.plot_layer_match(tree.root / "density_eigen", tmp_path)
+    assert _relative(written, tmp_path) == ["best_model.jpg", "model0.jpg", "model1.jpg", "model2.jpg"]
+    shot = captured[(tmp_path / "model2.jpg").as_posix()]
+    for layer in (0, 1):
+        x, y = shot["lines"][layer]
+        np.testing.assert_array_equal(x, EPOCHS)
+        expected = [wasserstein_1(*spectrum_of(2, e, layer), *spectrum_of(2, e)) for e in EPOCHS]
+        np.testing.assert_allclose(y, expected, rtol=1e-12)
+    x, y = captured[(tmp_path / "best_model.jpg").as_posix()]["lines"][1]
+    np.testing.assert_array_equal(x, PERCENTS)
+    np.testing.assert_allclose(y, [wasserstein_1(*spectrum_of(i, None, 1), *spectrum_of(i, None)) for i in ITERATIONS])
+
+
+def test_plot_all(tree, tmp_path):
+    written = pp.plot_all(tree.root, tmp_path, layers=0, models=2, epochs=1)
+    assert _relative(written, tmp_path) == [
+        "SLQ/whole_model/model0.jpg",
+        "top_eigenvalues/whole_model/model0.jpg",
+        "top_eigenvalues_best/whole_model/best_model.jpg",
+        "trace/whole_model/model0.jpg",
+        "trace_best/whole_model/best_model.jpg",
+    ]
+    from PIL import Image
+
+    with Image.open(written[0]) as image:
+        assert image.format == "JPEG" and image.size[0] > 300
+
+
+def test_large_epochs_and_iterations_sort_numerically(tmp_path, captured):
+    from prunehess.layout import OutputLayout
+
+    out = OutputLayout(tmp_path / "out")
+    epochs = [150, 0, 100, 50, 5]
+    for iteration in (0, 9, 120):
+        for epoch in epochs:
+            out.write_trace(iteration, epoch, 1000.0 * iteration + epoch)
+    out.write_remain_params([100.0 * 0.99**i for i in range(121)])
+    written = pp.plot_trace(out.root, tmp_path / "f")
+    assert _relative(written, tmp_path / "f") == ["whole_model/model0.jpg", "whole_model/model120.jpg",
+                                                  "whole_model/model9.jpg"]
+    x, y = captured[(tmp_path / "f" / "whole_model" / "model120.jpg").as_posix()]["lines"][0]
+    np.testing.assert_array_equal(x, [0, 5, 50, 100, 150])
+    np.testing.assert_array_equal(y, [120000.0, 120005.0, 120050.0, 120100.0, 120150.0])
+    assert out.result_path("trace", 120, 150).name == "trace121_150.txt"
+
+
+def test_iteration_with_only_a_best_file_is_left_out_of_epoch_plots(tmp_path, captured):
+    from prunehess.layout import OutputLayout
+
+    out = OutputLayout(tmp_path / "out")
+    out.write_trace(0, 0, 1.0)
+    out.write_trace(0, None, 1.5)
+    out.write_trace(1, None, 2.0)  # no snapshots
+    out.write_remain_params([100.0, 80.0])
+    assert _relative(pp.plot_trace(out.root, tmp_path / "a"), tmp_path / "a") == ["whole_model/model0.jpg"]
+    pp.plot_trace_best(out.root, tmp_path / "b")
+    _, y = captured[(tmp_path / "b" / "whole_model" / "best_model.jpg").as_posix()]["lines"][0]
+    np.testing.assert_array_equal(y, [1.5, 2.0])
