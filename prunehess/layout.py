@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import enum
 import io
 import math
 import os
@@ -321,6 +322,18 @@ class OutputLayout:
         """The metrics (in :data:`METRICS` order) whose folder exists for ``layer``."""
         return [m for m in METRICS if self.metric_dir(m, layer).is_dir()]
 
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files a killed writer left behind (``.<name>.<random>.tmp``); returns them."""
+        if not self.root.is_dir():
+            return []
+        removed = []
+        for folder in [self.root, *(p for p in self.root.iterdir() if p.is_dir() and _METRIC_DIR.match(p.name))]:
+            for entry in folder.glob(".*.tmp"):
+                if entry.is_file():
+                    entry.unlink()
+                    removed.append(entry)
+        return sorted(removed)
+
     # ------------------------------------------------------------------------------------------- writers
     def write_top_eigenvalues(self, iteration: int, epoch: int | None, values: Sequence[float],
                               layer: int | None = None) -> None:
@@ -359,10 +372,14 @@ class OutputLayout:
 
     def write_esd_plot(self, iteration: int, epoch: int | None, grid: np.ndarray, density: np.ndarray,
                        layer: int | None = None, *, title: str | None = None) -> None:
-        """The broadened spectral density as a PDF (log y axis), rendered by :func:`prunehess.plots.render_esd`."""
+        """The broadened spectral density as a PDF (log y axis), rendered by :func:`prunehess.plots.render_esd`.
+
+        ``grid`` and ``density`` are arrays or tensors (any device), e.g. from
+        :func:`prunehess.estimators.gaussian_density`.
+        """
         from prunehess.plots.esd import render_esd  # plots import layout; import lazily to avoid a cycle
 
-        figure = render_esd(grid, density, title=title)
+        figure = render_esd(_to_numpy(grid), _to_numpy(density), title=title)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="pdf")
         atomic_write_bytes(self.result_path("esd_plot", iteration, epoch, layer), buffer.getvalue())
@@ -574,6 +591,6 @@ def _plain(value: Any) -> Any:
         return os.fspath(value)
     if isinstance(value, np.generic):
         return value.item()
-    if hasattr(value, "value") and type(value).__module__ != "builtins" and hasattr(type(value), "__members__"):
-        return _plain(value.value)  # enum members
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
     return value

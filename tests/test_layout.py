@@ -312,3 +312,29 @@ def test_metrics_present(out):
     assert out.metrics_present() == ["trace"]
     assert out.metrics_present(2) == ["density_eigen", "density_weight"]
     assert isinstance(out.root, Path)
+
+
+def test_remove_stale_temporaries(out):
+    out.write_trace(0, 0, 1.0)
+    stale = [out.metric_dir("trace") / ".trace001_10.txt.k2j3.tmp", out.root / ".summary.csv.a1.tmp"]
+    for path in stale:
+        path.write_text("half")
+    assert out.remove_stale_temporaries() == sorted(stale)
+    assert not any(p.exists() for p in stale) and out.result_path("trace", 0, 0).is_file()
+
+
+def test_config_from_a_dataclass_with_enums(out, tmp_path):
+    import dataclasses
+    import enum
+
+    class Method(enum.Enum):
+        LANCZOS = "lanczos"
+
+    @dataclasses.dataclass(frozen=True)
+    class Config:
+        model: str
+        method: Method
+        data_root: Path
+
+    out.write_config(Config("fc1", Method.LANCZOS, tmp_path))
+    assert out.read_config() == {"model": "fc1", "method": "lanczos", "data_root": str(tmp_path)}

@@ -76,7 +76,8 @@ def gaussian_density(
     sigma_squared: Optional[float] = None,
     grid: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
-    """PyHessian's broadened density: ``Σ_j w_j N(x; θ_j, σ²)`` averaged over runs, normalised to integrate to 1.
+    """PyHessian's broadened density: ``Σ_j w_j N(x; θ_j, σ²)`` averaged over runs, normalised so that its
+    Riemann sum on the uniform grid is 1.
 
     The grid spans ``[min θ − 0.01, max θ + 0.01]`` (extremes averaged over runs) with ``num_points`` points,
     and ``σ² = 1e-5 · max(1, λ_max − λ_min)`` unless given.
@@ -105,7 +106,7 @@ def gaussian_density(
             density += (w * gauss).sum(dim=0)
     density /= nodes.shape[0]
     if grid.numel() > 1:
-        area = float(torch.trapezoid(density, grid))
+        area = float(density.sum() * (grid[1] - grid[0]))  # PyHessian's normalisation (a Riemann sum)
         if area > 0:
             density = density / area
     return grid, density

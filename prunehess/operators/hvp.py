@@ -150,13 +150,14 @@ def _double_backward_hvp(problem: HVPProblem, names: Sequence[str]) -> HVP:
 
 
 def _forward_over_reverse_hvp(problem: HVPProblem, names: Sequence[str]) -> HVP:
-    from torch.func import functional_call, grad, jvp, vmap
+    from torch.func import functional_call, grad, jvp, vjp, vmap
 
     model = problem.model
     selected = set(names)
     fixed = {n: p.detach() for n, p in model.named_parameters() if n not in selected}
     fixed.update({n: b for n, b in model.named_buffers()})
-    primals = {n: p.detach() for n, p in model.named_parameters() if n in selected}
+    named = dict(model.named_parameters())
+    primals = {n: named[n].detach() for n in names}  # the same order as the tangents
 
     def loss_of(p: TensorDict, x: Tensor, y: Tensor) -> Tensor:
         return problem.loss_fn(functional_call(model, {**fixed, **p}, (x,)), y)
@@ -167,7 +168,16 @@ def _forward_over_reverse_hvp(problem: HVPProblem, names: Sequence[str]) -> HVP:
         out: Optional[TensorDict] = None
         with eval_mode(model):
             for (x, y), w in zip(problem.batches, problem.weights):
-                _, hv = jvp(lambda p: grad_of(p, x, y), (primals,), ({n: v[n] for n in names},))
+                tangent = {n: v[n] for n in names}
+                try:
+                    _, hv = jvp(lambda p: grad_of(p, x, y), (primals,), (tangent,))
+                except RuntimeError as err:
+                    if "ZeroTensor" not in str(err):
+                        raise
+                    # some losses (F.mse_loss in torch 2.14) fail under jvp-of-grad; H is symmetric, so the
+                    # reverse-over-reverse product vjp(grad)(v) = Hᵀv = Hv is the same vector
+                    _, pullback = vjp(lambda p: grad_of(p, x, y), primals)
+                    (hv,) = pullback(tangent)
                 hv = {n: h * w for n, h in hv.items()}
                 out = hv if out is None else {n: out[n] + hv[n] for n in names}
         return {n: out[n] for n in names}

@@ -23,7 +23,7 @@ from prunehess.plots.density import (
     render_node_scatter,
 )
 from prunehess.plots.esd import render_esd
-from prunehess.plots.layer_match import layer_match_distances, plot_layer_match, render_layer_match, wasserstein_1
+from prunehess.plots.layer_match import layer_match_distances, plot_layer_match, render_layer_match
 from prunehess.plots.report import render_report, write_report
 from prunehess.plots.trends import (
     best_trend,
@@ -60,7 +60,6 @@ __all__ = [
     "density_map",
     "DensityMap",
     "DENSITY_STYLES",
-    "wasserstein_1",
     "layer_match_distances",
     # the HTML report
     "write_report",

@@ -12,7 +12,7 @@ pruning iterations (best checkpoints), one line per layer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -23,53 +23,22 @@ from prunehess.layout import OutputLayout
 from prunehess.plots import _common as c
 from prunehess.plots.density import load_spectra
 
-__all__ = ["wasserstein_1", "layer_match_distances", "render_layer_match", "plot_layer_match"]
+__all__ = ["layer_match_distances", "render_layer_match", "plot_layer_match"]
 
 YLABEL = "Wasserstein-1 distance to the full spectrum"
 
 
-def _measure(nodes: Any, weights: Any, which: str) -> tuple[np.ndarray, np.ndarray]:
-    def as_array(values):
-        if hasattr(values, "detach"):  # torch tensor, without importing torch
-            values = values.detach().cpu().numpy()
-        return np.asarray(values, dtype=float).reshape(-1)
-
-    x, w = as_array(nodes), as_array(weights)
-    if x.shape != w.shape or x.size == 0:
-        raise ValueError(f"wasserstein_1: {which} has {x.size} nodes and {w.size} weights")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(w))) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"wasserstein_1: {which} needs finite nodes and non-negative weights with a positive sum")
-    return x, w / w.sum()
-
-
-def wasserstein_1(nodes_a: Any, weights_a: Any, nodes_b: Any, weights_b: Any) -> float:
-    """Wasserstein-1 distance between two discrete measures on the line, ∫ |F_a − F_b| dλ.
-
-    Weights are normalised to sum to 1; 1-D numpy arrays, sequences or CPU/GPU torch tensors are accepted.
-
-    Example:
-        >>> wasserstein_1([0.0], [1.0], [3.0], [1.0])
-        3.0
-        >>> wasserstein_1([0.0, 1.0], [0.5, 0.5], [0.0, 1.0], [1.0, 1.0])
-        0.0
-    """
-    a, wa = _measure(nodes_a, weights_a, "a")
-    b, wb = _measure(nodes_b, weights_b, "b")
-    x = np.concatenate([a, b])
-    w = np.concatenate([wa, -wb])
-    order = np.argsort(x, kind="stable")
-    difference = np.cumsum(w[order])[:-1]  # F_a − F_b between consecutive support points
-    return float(np.sum(np.abs(difference) * np.diff(x[order])))
-
-
 def layer_match_distances(layout: OutputLayout, layers: Sequence[int],
                           keys: Sequence[tuple[int, int | None]]) -> np.ndarray:
-    """``(len(keys), len(layers))`` W1 distances of each layer's spectrum to the whole model's."""
+    """``(len(keys), len(layers))`` W1 distances of each layer's spectrum to the whole model's
+    (:func:`prunehess.estimators.wasserstein_distance`)."""
+    from prunehess.estimators.wasserstein import wasserstein_distance  # imports torch: only when needed
+
     whole = load_spectra(layout, None, keys)
     out = np.empty((len(keys), len(layers)))
     for j, layer in enumerate(layers):
         for i, ((nodes_l, weights_l), (nodes, weights)) in enumerate(zip(load_spectra(layout, layer, keys), whole)):
-            out[i, j] = wasserstein_1(nodes_l, weights_l, nodes, weights)
+            out[i, j] = wasserstein_distance(nodes_l, weights_l, nodes, weights)
     return out
 
 

@@ -101,24 +101,3 @@ def test_layer_match_renderer():
     np.testing.assert_array_equal(ax.lines[1].get_ydata(), [2.0, 3.0])
     assert ax.get_xlabel() == "Remaining parameters (%)"
     assert ax.get_ylabel() == "Wasserstein-1 distance to the full spectrum"
-
-
-def test_wasserstein_matches_scipy():
-    stats = pytest.importorskip("scipy.stats")
-    rng = np.random.default_rng(3)
-    for _ in range(5):
-        a, b = rng.normal(size=7), rng.normal(1.0, 2.0, size=11)
-        wa, wb = rng.uniform(size=7), rng.uniform(size=11)
-        assert pp.wasserstein_1(a, wa, b, wb) == pytest.approx(stats.wasserstein_distance(a, b, wa, wb), rel=1e-12)
-
-
-def test_wasserstein_closed_forms():
-    assert pp.wasserstein_1([0.0], [1.0], [2.5], [4.0]) == pytest.approx(2.5)  # weights are normalised
-    assert pp.wasserstein_1([1.0, 3.0], [0.5, 0.5], [3.0, 1.0], [0.5, 0.5]) == 0.0
-    with pytest.raises(ValueError, match="non-negative"):
-        pp.wasserstein_1([0.0], [-1.0], [1.0], [1.0])
-
-
-def test_wasserstein_accepts_torch():
-    torch = pytest.importorskip("torch")
-    assert pp.wasserstein_1(torch.tensor([0.0]), torch.tensor([1.0]), np.array([1.5]), [1.0]) == pytest.approx(1.5)

@@ -11,7 +11,6 @@ from matplotlib.collections import QuadMesh
 import prunehess.plots as pp
 from prunehess.layout import atomic_write_bytes
 from prunehess.plots import _common
-from prunehess.plots.layer_match import wasserstein_1
 
 
 @pytest.fixture
@@ -131,6 +130,11 @@ def test_density_scatter_is_the_seed_plot(tree, known, tmp_path, captured):
 
 def test_layer_match(tree, known, tmp_path, captured):
     EPOCHS, ITERATIONS, PERCENTS, spectrum_of = known.EPOCHS, known.ITERATIONS, known.PERCENTS, known.spectrum_of
+    stats = pytest.importorskip("scipy.stats")
+
+    def wasserstein_1(nodes_a, weights_a, nodes_b, weights_b):  # an independent reference
+        return stats.wasserstein_distance(nodes_a, nodes_b, weights_a, weights_b)
+
     written = pp.plot_layer_match(tree.root / "density_eigen", tmp_path)
     assert _relative(written, tmp_path) == ["best_model.jpg", "model0.jpg", "model1.jpg", "model2.jpg"]
     shot = captured[(tmp_path / "model2.jpg").as_posix()]
@@ -189,3 +193,31 @@ def test_iteration_with_only_a_best_file_is_left_out_of_epoch_plots(tmp_path, ca
     pp.plot_trace_best(out.root, tmp_path / "b")
     _, y = captured[(tmp_path / "b" / "whole_model" / "best_model.jpg").as_posix()]["lines"][0]
     np.testing.assert_array_equal(y, [1.5, 2.0])
+
+
+def test_a_tree_written_by_the_seed(tmp_path):
+    """The seed's own files: no trailing newline, weights summing to ~1.026, a hand-written remain_params."""
+    root = tmp_path / "output_fc1_mnist_lt"
+    rng = np.random.default_rng(5)
+    for postfix in ("", "_layer0"):
+        for tag in ("000_best", "001_00", "001_10", "001_best", "002_00", "002_10", "002_best"):
+            for metric, text in (("top_eigenvalues", "22.236249923706055"), ("trace", "87.30003561739062"),
+                                 ("density_eigen", "".join(f"{v}\n" for v in rng.normal(size=100))),
+                                 ("density_weight", "".join(f"{v}\n" for v in rng.dirichlet(np.ones(100)) * 1.026))):
+                folder = root / f"{metric}{postfix}"
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / f"{metric}{tag}.txt").write_text(text)
+    remain = tmp_path / "remain_params.txt"
+    remain.write_text("100.0\n80.0\n")
+    figs = tmp_path / "fig_fc1_mnist_lt"
+    kwargs = dict(layers=1, models=3, epochs=2, model_name="fc1", dataset_name="mnist",
+                  remain_params_file_path=str(remain))
+    written = []
+    for function, metric, folder in ((pp.plot_top_eigenvalues, "top_eigenvalues", "top_eigenvalues"),
+                                     (pp.plot_trace, "trace", "trace"), (pp.plot_density_eigen, "density_eigen", "SLQ"),
+                                     (pp.plot_top_eigenvalues_best, "top_eigenvalues", "top_eigenvalues_best"),
+                                     (pp.plot_trace_best, "trace", "trace_best")):
+        written += function(f"{root}/{metric}/", f"{figs}/{folder}/", **kwargs)  # strings with slashes, as the seed
+    assert len(written) == 3 * 2 * 2 + 2 * 2
+    assert (figs / "SLQ" / "layer0" / "model1.jpg").is_file()
+    assert (figs / "trace_best" / "whole_model" / "best_model.jpg").is_file()
