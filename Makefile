@@ -19,7 +19,12 @@ install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 
 demo: install
-	$(BIN)/python -m prunehess demo
+	$(BIN)/prunehess extract --resume sample_checkpoints --zipname digits.zip --output demo_output
+	$(BIN)/prunehess plot all --path demo_output --save-path demo_output/figures
+	$(BIN)/prunehess report demo_output
+	@echo
+	@echo "Results: demo_output/ (summary.csv, top_eigenvalues/, trace/, density_*/, esd_plot/)"
+	@echo "Figures: demo_output/figures/   Report: demo_output/report.html"
 
 test: install-test
 	$(BIN)/python -m pytest -q

@@ -59,8 +59,9 @@ class HVPCounter:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["HVPCounter"]:
-        import pyhessian.hessian as ph
+        import importlib
 
+        ph = importlib.import_module("pyhessian.hessian")  # the module (the package re-exports the class as `hessian`)
         single, loader = ph.hessian_vector_product, ph.hessian.dataloader_hv_product
         counter = self
 

@@ -139,6 +139,15 @@ def _sort_key(key: tuple[int, int | None]) -> tuple[int, int, int]:
 
 
 # -------------------------------------------------------------------------------------------- atomic writes
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then :func:`os.replace`.
 
@@ -148,6 +157,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions of a new file
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -274,6 +285,15 @@ class OutputLayout:
             raise DataError(f"{name}: {metric} results are .{'pdf' if metric == 'esd_plot' else 'txt'} files")
         epoch = None if match["epoch"] == "best" else int(match["epoch"])
         return metric, int(match["tag"]) - 1, epoch
+
+    @staticmethod
+    def parse_metric_dir(name: str) -> tuple[str, int | None] | None:
+        """``(metric, layer)`` of a metric folder name (``trace`` -> ``("trace", None)``, ``trace_layer3`` ->
+        ``("trace", 3)``), or ``None`` for any other name."""
+        match = _METRIC_DIR.match(name)
+        if match is None:
+            return None
+        return match["metric"], None if match["layer"] is None else int(match["layer"])
 
     def list_results(self, metric: str, layer: int | None = None) -> dict[tuple[int, int | None], Path]:
         """``(iteration, epoch) -> path`` of every result file in a metric folder, in numeric order.

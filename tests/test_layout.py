@@ -279,6 +279,14 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     assert os.listdir(path.parent) == ["f.txt"]
 
 
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    path = tmp_path / "f.txt"
+    atomic_write_text(path, "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch):
     path = tmp_path / "f.txt"
     atomic_write_text(path, "old\n")
@@ -338,3 +346,9 @@ def test_config_from_a_dataclass_with_enums(out, tmp_path):
 
     out.write_config(Config("fc1", Method.LANCZOS, tmp_path))
     assert out.read_config() == {"model": "fc1", "method": "lanczos", "data_root": str(tmp_path)}
+
+
+def test_parse_metric_dir():
+    assert OutputLayout.parse_metric_dir("trace") == ("trace", None)
+    assert OutputLayout.parse_metric_dir("density_weight_layer12") == ("density_weight", 12)
+    assert OutputLayout.parse_metric_dir("whole_model") is None

@@ -7,7 +7,6 @@ shows a returned figure inline.
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -17,11 +16,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from prunehess.errors import DataError
-from prunehess.layout import METRICS, OutputLayout, atomic_write_bytes, iteration_tag
+from prunehess.layout import OutputLayout, atomic_write_bytes, iteration_tag
 
 __all__: list[str] = []
-
-_METRIC_DIR = re.compile(rf"^(?P<metric>{'|'.join(sorted(METRICS, key=len, reverse=True))})(?:_layer\d+)?$")
 
 LABELS = {
     "top_eigenvalues": "Top Hessian eigenvalue",
@@ -160,10 +157,10 @@ def resolve_layout(path: str | Path, metric: str) -> OutputLayout:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
-    match = _METRIC_DIR.match(path.name)
-    if match:
-        if match["metric"] != metric:
-            raise DataError(f"{path}: a {match['metric']} folder; this plot reads {metric} (pass the "
+    parsed = OutputLayout.parse_metric_dir(path.name)
+    if parsed:
+        if parsed[0] != metric:
+            raise DataError(f"{path}: a {parsed[0]} folder; this plot reads {metric} (pass the "
                             f"{metric} folder or the output folder)")
         return OutputLayout(path.parent)
     layout = OutputLayout(path)
@@ -177,7 +174,7 @@ def resolve_root(path: str | Path) -> OutputLayout:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
-    return OutputLayout(path.parent if _METRIC_DIR.match(path.name) else path)
+    return OutputLayout(path.parent if OutputLayout.parse_metric_dir(path.name) else path)
 
 
 def layers_to_plot(layout: OutputLayout, metric: str, layers: int | None) -> list[int | None]:
