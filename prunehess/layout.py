@@ -400,6 +400,9 @@ class OutputLayout:
         from prunehess.plots.esd import render_esd  # plots import layout; import lazily to avoid a cycle
 
         figure = render_esd(_to_numpy(grid), _to_numpy(density), title=title)
+        # fixed margins: the constrained layout costs as much as drawing, for every checkpoint and layer
+        figure.set_layout_engine(None)
+        figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.9 if title else 0.95)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="pdf")
         atomic_write_bytes(self.result_path("esd_plot", iteration, epoch, layer), buffer.getvalue())

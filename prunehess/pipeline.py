@@ -108,6 +108,7 @@ def extract(
     state.prepare()
     if lock:
         state.acquire()
+        layout.remove_stale_temporaries()  # what a killed run was writing when it died
     try:
         folder = unpacked if unpacked is not None else unpack(config, log)
         config = config.with_run_defaults(folder)
