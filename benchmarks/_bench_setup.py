@@ -176,10 +176,10 @@ def _split(x: Tensor, y: Tensor, mini: int, device: torch.device) -> list[tuple[
 def make_workloads(model_name: str, *, device: torch.device, data_root: Optional[str], quick: bool, seed: int = 0,
                    prune_fraction: float = 0.8) -> list[Workload]:
     """The dense and pruned workloads of ``model_name`` (``lenet`` or ``resnet20``); ``quick``: smaller batches
-    (LeNet 400 samples in mini-batches of 200, ResNet-20 16 samples in one) and fewer SGD steps."""
+    (LeNet 200 samples in mini-batches of 100, ResNet-20 16 samples in one) and fewer SGD steps."""
     torch.manual_seed(seed)
     if model_name == "lenet":
-        n_hess, mini = (400, 200) if quick else (1000, 200)
+        n_hess, mini = (200, 100) if quick else (1000, 200)
         train_n = 8000
         real = _mnist(data_root, train_n)
         if real is not None:

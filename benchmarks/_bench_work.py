@@ -200,3 +200,37 @@ def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], 
     hvps = tr.n_hvp + sum(p["hvps"] for p in per.values())
     H.release()
     return {"total_s": total, "hvps": hvps, "trace_hvps": tr.n_hvp, "per": per}
+
+
+# ----- trace accuracy over several seeds -------------------------------------------------------------------------
+def pyhessian_traces(model: nn.Module, batches, device: torch.device, s: Settings, seeds: Sequence[int]) -> list[dict]:
+    """PyHessian's ``trace()`` once per seed (global torch seed), on one ``hessian`` object."""
+    counter = HVPCounter()
+    out = []
+    with counter.installed():
+        H = build_hessian(model, batches, device)
+        for seed in seeds:
+            torch.manual_seed(seed)
+            before = counter.count
+            t, vhv = _clock(device, lambda: H.trace(maxIter=s.trace_max_iter, tol=s.trace_tol))
+            out.append({"s": t, "hvps": counter.count - before, "trace": float(sum(vhv) / len(vhv))})
+        del H
+        release(model)
+    return out
+
+
+def prunehess_traces(model: nn.Module, batches, device: torch.device, s: Settings, seeds: Sequence[int], *,
+                     strategy: str, batched: str, method: str = "hutchinson", hutchpp_hvps: int = 99) -> list[dict]:
+    """prunehess's trace once per seed: Hutchinson with PyHessian's rule, or Hutch++ with ``hutchpp_hvps``."""
+    H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
+    H @ torch.zeros(H.size, device=device)  # build the reused graph outside the timings (PyHessian's is built too)
+    out = []
+    for seed in seeds:
+        if method == "hutch++":
+            t, r = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched), seed=seed))
+        else:
+            t, r = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,
+                                                  batch_size=probe_batch(batched), seed=seed))
+        out.append({"s": t, "hvps": r.n_hvp, "trace": r.estimate})
+    H.release()
+    return out

@@ -41,7 +41,7 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 import torch  # noqa: E402
 
-from _bench_exact import check_exact_trace, exact_trace  # noqa: E402
+from _bench_exact import check_exact_trace, exact_diagonal, traces  # noqa: E402
 from _bench_measure import PeakMemory, run_worker, timed  # noqa: E402
 from _bench_pyhessian import SHIM_NOTE  # noqa: E402
 from _bench_setup import Workload, make_workloads  # noqa: E402
@@ -52,10 +52,13 @@ from _bench_work import (  # noqa: E402
     operator,
     prunehess_full,
     prunehess_hvp,
+    probe_batch,
     prunehess_layers,
+    prunehess_traces,
     pyhessian_full,
     pyhessian_hvp,
     pyhessian_layers,
+    pyhessian_traces,
 )
 
 STRATEGY_ROWS = (
@@ -92,9 +95,10 @@ class Bench:
         self.s = settings
         self.state_dir = state_dir
         self.repeats = 2 if args.quick else args.repeats
-        self.memory = args.memory == "on" or (args.memory == "auto")
+        self.memory = args.memory != "off"
+        self.seeds = list(range(args.trace_seeds))
 
-    # memory: in-process on CUDA, a fresh process per tool on the CPU
+    # ----- memory: in-process on CUDA, a fresh process per tool on the CPU
     def _save_state(self, w: Workload) -> str:
         path = os.path.join(self.state_dir, f"{w.key}.pt")
         if not os.path.exists(path):
@@ -112,7 +116,7 @@ class Bench:
         return answer.get("peak_mb")
 
     def _peak(self):
-        return PeakMemory(self.device) if self.device.type == "cuda" else None
+        return PeakMemory(self.device) if (self.device.type == "cuda" and self.memory) else _null()
 
     def run(self, dense: Workload, pruned: Optional[Workload]) -> list[Section]:
         sections = [self.dense_section(dense)]
@@ -120,206 +124,259 @@ class Bench:
             sections.append(self.pruned_section(pruned))
         return sections
 
+    # ----- the dense model: everything
     def dense_section(self, w: Workload) -> Section:
         s, dev, model, batches = self.s, self.device, w.model, w.batches
         sec = Section(f"{w.title}: {w.n_params:,} parameters, {w.n_samples} samples in {len(batches)} mini-batch(es) [{dev.type}]")
         sec.notes.append(w.data_note)
-        mode = "data= (graph built once, reused)" if len(batches) == 1 else "dataloader= (graph rebuilt per mini-batch per HVP)"
+        mode = "data= (graph built once, reused)" if len(batches) == 1 else "dataloader= (every mini-batch's graph rebuilt per HVP)"
         sec.notes.append(f"PyHessian mode: {mode}")
 
+        grad = self.hvp_rows(sec, w)
+        strategy, batched, t_tune = self.tune_row(sec, w)
+        ref_vals, diag, tr_exact = self.references(sec, w)
+
+        log(f"{w.key}: full analysis (top-1 + trace + density), PyHessian")
+        peak = self._peak()
+        with peak:
+            ph = pyhessian_full(model, batches, dev, s)
+        ph_mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(w, "ph-full", {})
+        log(f"{w.key}: full analysis, prunehess")
+        peak = self._peak()
+        with peak:
+            pn = prunehess_full(model, batches, dev, s, strategy=strategy, batched=batched, masks=None)
+        pn_mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(
+            w, "pn-full", {"strategy": strategy, "batched": batched, "masks": None})
+        log(f"{w.key}: full analysis, prunehess with Hutch++")
+        pn_pp = prunehess_full(model, batches, dev, s, strategy=strategy, batched=batched, masks=None,
+                               trace_method="hutch++", hutchpp_hvps=self.args.hutchpp_hvps)
+
+        # top-1
+        sec.add("top-1: PyH power vs ph Lanczos (default tol 1e-4)", ph["top_s"], pn["top_s"], ph["top_hvps"], pn["top_hvps"],
+                rel(ph["top"][0], ref_vals[0]), rel(pn["top"][0], ref_vals[0]))
+        log(f"{w.key}: top-1 by prunehess power iteration")
+        H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
+        H @ torch.zeros(H.size, device=dev)  # the reused graph is built once per operator; keep it out of the timings
+        t, r = timed(lambda: H.top_eigen(k=1, method="power", max_iter=s.power_max_iter, tol=s.power_tol, seed=s.seed), dev)
+        sec.add("top-1: PyH power vs ph power (same rule)", ph["top_s"], t, ph["top_hvps"], r.n_hvp,
+                rel(ph["top"][0], ref_vals[0]), rel(float(r.eigenvalues[0]), ref_vals[0]))
+
+        # top-k
+        log(f"{w.key}: top-{s.top_k}")
+        phk = pyhessian_full(model, batches, dev, s, top_k=s.top_k, parts=("top",))
+        ph_errk = rel_many(phk["top"], ref_vals)
+        for label, kwargs in [
+            ("ph Lanczos (default tol 1e-4)", {}),
+            ("ph Lanczos (tol 1e-2)", {"tol": 1e-2}),
+            ("ph power (same rule)", {"method": "power", "max_iter": s.power_max_iter, "tol": s.power_tol}),
+        ]:
+            t, r = timed(lambda: H.top_eigen(k=s.top_k, seed=s.seed, **kwargs), dev)
+            sec.add(f"top-{s.top_k}: PyH power vs {label}", phk["top_s"] - 0.0, t, phk["top_hvps"], r.n_hvp, ph_errk,
+                    rel_many([float(x) for x in r.eigenvalues], ref_vals), note="error: worst of the k")
+        H.release()
+
+        # trace
+        sec.add("trace: PyH vs ph Hutchinson (PyH's rule), seed 0", ph["trace_s"], pn["trace_s"], ph["trace_hvps"],
+                pn["trace_hvps"], rel(ph["trace"], tr_exact), rel(pn["trace"], tr_exact),
+                note=f"probes batched {probe_batch(batched)} at a time ({batched})")
+        if self.seeds:
+            log(f"{w.key}: trace accuracy over {len(self.seeds)} seeds")
+            ph_t = pyhessian_traces(model, batches, dev, s, self.seeds)
+            for label, method in (("ph Hutchinson (PyH's rule)", "hutchinson"), (f"ph Hutch++ ({self.args.hutchpp_hvps} HVPs)", "hutch++")):
+                pn_t = prunehess_traces(model, batches, dev, s, self.seeds, strategy=strategy, batched=batched, method=method,
+                                        hutchpp_hvps=self.args.hutchpp_hvps)
+                sec.add(f"trace over {len(self.seeds)} seeds: PyH vs {label}", _mean(ph_t, "s"), _mean(pn_t, "s"),
+                        round(_mean(ph_t, "hvps")), round(_mean(pn_t, "hvps")), _rms(ph_t, tr_exact), _rms(pn_t, tr_exact),
+                        note="mean time and HVPs per estimate; error: RMS over seeds")
+
+        # density
+        sec.add(f"density: SLQ iter={s.density_iter}, n_v={s.density_runs}", ph["density_s"], pn["density_s"],
+                ph["density_hvps"], pn["density_hvps"], rel(ph["density_top"], ref_vals[0]), rel(pn["density_top"], ref_vals[0]),
+                note="error: top Ritz node vs λ_max")
+
+        # the whole analysis
+        e_ph = (rel(ph["top"][0], ref_vals[0]), rel(ph["trace"], tr_exact))
+        e_pn = (rel(pn["top"][0], ref_vals[0]), rel(pn["trace"], tr_exact))
+        e_pp = (rel(pn_pp["top"][0], ref_vals[0]), rel(pn_pp["trace"], tr_exact))
+        sec.add("FULL ANALYSIS: top-1 + trace (PyH's rule) + density", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"],
+                max(e_ph), max(e_pn), note=f"error: worst of top-1 ({_e(e_ph[0])}/{_e(e_pn[0])}) and trace "
+                f"({_e(e_ph[1])}/{_e(e_pn[1])}), seed 0; tune() not included ({t_tune:.1f} s once per run)")
+        sec.add(f"FULL ANALYSIS: top-1 + trace (Hutch++ {self.args.hutchpp_hvps}) + density", ph["total_s"], pn_pp["total_s"],
+                ph["hvps"], pn_pp["hvps"], max(e_ph), max(e_pp),
+                note=f"error: worst of top-1 ({_e(e_ph[0])}/{_e(e_pp[0])}) and trace ({_e(e_ph[1])}/{_e(e_pp[1])}), seed 0")
+        if ph_mem is not None or pn_mem is not None:
+            how = "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "VmHWM of a fresh process per tool"
+            sec.add("PEAK MEMORY: full analysis", ph_mem, pn_mem, unit="MiB", note=f"{how}; ratio > 1: prunehess uses less")
+
+        if not self.args.skip_layers:
+            self.layer_rows(sec, w, diag)
+        return sec
+
+    def hvp_rows(self, sec: Section, w: Workload) -> float:
+        dev, model, batches = self.device, w.model, w.batches
         log(f"{w.key}: gradient and HVP strategies")
         grad = gradient_time(model, batches, dev, repeats=self.repeats)
-        sec.add("gradient (1 pass over the batch)", pn=grad, note="reference for the HVP ≤ 2× gradient target")
-        ph_hvp = pyhessian_hvp(model, batches, dev, repeats=self.repeats)["hvp_s"]
-        ph_mem = None if dev.type == "cuda" else self.memory_of(w, "ph-hvp", {})
-        sec.add("HVP: PyHessian's own product", ph=ph_hvp,
-                note=f"{ph_hvp / grad:.2f}× gradient" + (f"; peak {ph_mem:,.0f} MiB" if ph_mem is not None else ""))
-        hvp_times = {}
+        sec.add("gradient (one pass over the batch)", pn=grad, note="the HVP ≤ 2× gradient target's yardstick")
+        peak = self._peak()
+        with peak:
+            ph_hvp = pyhessian_hvp(model, batches, dev, repeats=self.repeats)["hvp_s"]
+        mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(w, "ph-hvp", {})
+        sec.add("HVP: PyHessian's own", ph=ph_hvp, note=f"{ph_hvp / grad:.2f}× gradient" + _mem(mem))
         for strategy, k, label in STRATEGY_ROWS:
             peak = self._peak()
             try:
-                with (peak or _null()):
+                with peak:
                     r = prunehess_hvp(model, batches, dev, strategy=strategy, k=k, repeats=self.repeats)
             except (RuntimeError, NotImplementedError) as err:  # unsupported operator or out of memory
                 sec.add(f"HVP: {label}", ph=ph_hvp, note=f"failed: {str(err).splitlines()[0][:80]}")
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
-            hvp_times[strategy] = r["hvp_s"]
-            mem = peak.mb if peak else self.memory_of(w, "pn-hvp", {"strategy": strategy, "k": k})
+            mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(w, "pn-hvp", {"strategy": strategy, "k": k})
             note = f"{r['hvp_s'] / grad:.2f}× gradient"
             if r.get("build_s"):
-                note += f"; graph build {r['build_s'] * 1e3:.0f} ms once"
-            if mem is not None:
-                note += f"; peak {mem:,.0f} MiB"
-            sec.add(f"HVP: {label}", ph=ph_hvp, pn=r["hvp_s"], note=note)
+                note += f"; + graph build {_t(r['build_s'])} once"
+            sec.add(f"HVP: {label}", ph=ph_hvp, pn=r["hvp_s"], note=note + _mem(mem))
+        return grad
 
+    def tune_row(self, sec: Section, w: Workload) -> tuple[str, str, float]:
         log(f"{w.key}: tune()")
-        H = operator(model, batches, strategy="graph", batched="loop")
-        t_tune, timings = timed(lambda: H.tune(), dev)
+        H = operator(w.model, w.batches, strategy="graph", batched="loop")
+        kwargs = {"k": 2, "repeats": 1} if self.args.quick else {}
+        t_tune, timings = timed(lambda: H.tune(**kwargs), self.device)
         strategy, batched = H.strategy, H.batched_strategy
         H.release()
-        measured = {k: v for k, v in hvp_times.items()}
-        best = min(measured, key=measured.get) if measured else "?"
-        sec.add("tune(): strategy choice", pn=t_tune,
-                note=f"picked {strategy} + batched {batched} (fastest per HVP measured above: {best}); tune's timings: "
-                     + ", ".join(f"{k}={v * 1e3:.0f}ms" for k, v in timings.items()))
+        sec.add("tune(): picks the strategies", pn=t_tune,
+                note=f"picked {strategy} + batched {batched}; its timings per HVP: "
+                     + ", ".join(f"{k.replace('batched:', 'b:')} {_t(v)}" for k, v in timings.items()))
         self.strategy, self.batched = strategy, batched
+        return strategy, batched, t_tune
 
-        log(f"{w.key}: references (Lanczos tol={self.args.ref_tol:g}, exact trace)")
-        H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
-        t_ref, ref = timed(lambda: H.top_eigen(k=s.top_k, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123), dev)
-        H.release()
-        ref_vals = [float(x) for x in ref.eigenvalues]
-        t_exact, (tr_exact, tr_blocks) = timed(lambda: exact_trace(model, batches), dev)
-        sec.notes.append(
-            f"references: top-{s.top_k} by Lanczos tol={self.args.ref_tol:g} ({ref.n_hvp} HVPs, {t_ref:.1f} s, converged={ref.converged}): "
-            + ", ".join(f"{v:.6g}" for v in ref_vals)
-            + f"; exact trace {tr_exact:.6g} (Gauss–Newton diagonal, exact for ReLU nets in eval mode; {t_exact:.1f} s)"
-        )
-
-        log(f"{w.key}: full analysis (top-1 + trace + density), PyHessian")
-        peak = self._peak()
-        with (peak or _null()):
-            ph = pyhessian_full(model, batches, dev, s)
-        ph_mem_full = peak.mb if peak else self.memory_of(w, "ph-full", {})
-        log(f"{w.key}: full analysis, prunehess")
-        peak_pn = self._peak()
-        with (peak_pn or _null()):
-            pn = prunehess_full(model, batches, dev, s, strategy=strategy, batched=batched, masks=None)
-        pn_mem_full = peak_pn.mb if peak_pn else self.memory_of(w, "pn-full", {"strategy": strategy, "batched": batched})
-
-        sec.add("top-1 eigenvalue (PyH power vs Lanczos)", ph["top_s"], pn["top_s"], ph["top_hvps"], pn["top_hvps"],
-                rel(ph["top"][0], ref_vals[0]), rel(pn["top"][0], ref_vals[0]))
-        log(f"{w.key}: top-1 by prunehess power iteration")
-        Hp = operator(model, batches, strategy=strategy, batched=batched, masks=None)
-        t, r = timed(lambda: Hp.top_eigen(k=1, method="power", max_iter=s.power_max_iter, tol=s.power_tol, seed=s.seed), dev)
-        Hp.release()
-        sec.add("top-1 eigenvalue (PyH power vs ph power)", ph["top_s"], t, ph["top_hvps"], r.n_hvp,
-                rel(ph["top"][0], ref_vals[0]), rel(float(r.eigenvalues[0]), ref_vals[0]), note="same algorithm and rule")
-
-        log(f"{w.key}: top-{s.top_k}")
-        ph5 = pyhessian_full(model, batches, dev, s, top_k=s.top_k, parts=("top",))
-        H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
-        t_l, r_l = timed(lambda: H.top_eigen(k=s.top_k, seed=s.seed), dev)
-        t_l2, r_l2 = timed(lambda: H.top_eigen(k=s.top_k, tol=1e-2, seed=s.seed), dev)
-        t_p, r_p = timed(lambda: H.top_eigen(k=s.top_k, method="power", max_iter=s.power_max_iter, tol=s.power_tol, seed=s.seed), dev)
-        H.release()
-        ph_err5 = rel_many(ph5["top"], ref_vals)
-        for label, t, r, note in [
-            (f"top-{s.top_k} eigenvalues (Lanczos, default tol 1e-4)", t_l, r_l, "max rel. error over the k"),
-            (f"top-{s.top_k} eigenvalues (Lanczos, tol 1e-2)", t_l2, r_l2, "looser tolerance, still ≥ PyHessian's accuracy?"),
-            (f"top-{s.top_k} eigenvalues (ph power, PyH's rule)", t_p, r_p, "same algorithm and rule"),
-        ]:
-            sec.add(label, ph5["top_s"], t, ph5["top_hvps"], r.n_hvp, ph_err5,
-                    rel_many([float(x) for x in r.eigenvalues], ref_vals), note=note)
-
-        sec.add("trace (Hutchinson, PyH's stopping rule)", ph["trace_s"], pn["trace_s"], ph["trace_hvps"], pn["trace_hvps"],
-                rel(ph["trace"], tr_exact), rel(pn["trace"], tr_exact),
-                note=f"probes batched by {batched}" if batched != "loop" else "probes one at a time")
-        log(f"{w.key}: Hutch++ at PyHessian's HVP count")
-        budget = max(3, ph["trace_hvps"])
-        Hh = operator(model, batches, strategy=strategy, batched=batched, masks=None)
-        bs = 1 if batched == "loop" else 10
-        t, r = timed(lambda: Hh.trace(method="hutch++", n_hvp=budget, batch_size=bs, seed=s.seed), dev)
-        Hh.release()
-        sec.add("trace (PyH Hutchinson vs Hutch++, same HVPs)", ph["trace_s"], t, ph["trace_hvps"], r.n_hvp,
-                rel(ph["trace"], tr_exact), rel(r.estimate, tr_exact), note=f"Hutch++ stderr {r.stderr / abs(tr_exact):.1e} rel.")
-        sec.add(f"density (SLQ, iter={s.density_iter}, n_v={s.density_runs})", ph["density_s"], pn["density_s"],
-                ph["density_hvps"], pn["density_hvps"], rel(ph["density_top"], ref_vals[0]), rel(pn["density_top"], ref_vals[0]),
-                note="error: top Ritz node vs λ_max")
-        errs_ph = [rel(ph["top"][0], ref_vals[0]), rel(ph["trace"], tr_exact)]
-        errs_pn = [rel(pn["top"][0], ref_vals[0]), rel(pn["trace"], tr_exact)]
-        sec.add("FULL ANALYSIS (top-1 + trace + density)", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"],
-                max(errs_ph), max(errs_pn),
-                note=f"error = max(top-1, trace): top-1 {errs_ph[0]:.1e}/{errs_pn[0]:.1e}, trace {errs_ph[1]:.1e}/{errs_pn[1]:.1e}; "
-                     f"tune() not included ({t_tune:.1f} s once per run)")
-        log(f"{w.key}: full analysis with Hutch++ (same budget as PyHessian's trace)")
-        pn_pp = prunehess_full(model, batches, dev, s, strategy=strategy, batched=batched, masks=None,
-                               trace_method="hutch++", hutchpp_hvps=budget)
-        errs_pp = [rel(pn_pp["top"][0], ref_vals[0]), rel(pn_pp["trace"], tr_exact)]
-        sec.add("FULL ANALYSIS, trace by Hutch++", ph["total_s"], pn_pp["total_s"], ph["hvps"], pn_pp["hvps"],
-                max(errs_ph), max(errs_pp), note=f"trace error {errs_ph[1]:.1e}/{errs_pp[1]:.1e}")
-        if ph_mem_full is not None or pn_mem_full is not None:
-            how = "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "VmHWM of a fresh process per tool"
-            sec.add("PEAK MEMORY, full analysis", ph_mem_full, pn_mem_full, unit="MiB", note=f"{how}; ratio > 1: prunehess lighter")
-
-        if not self.args.skip_layers:
-            self.layer_rows(sec, w, tr_blocks)
-        return sec
-
-    def layer_rows(self, sec: Section, w: Workload, tr_blocks: dict) -> None:
+    def references(self, sec: Section, w: Workload):
         s, dev, model, batches = self.s, self.device, w.model, w.batches
-        names = [n for n, _ in model.named_parameters()]
+        log(f"{w.key}: references (Lanczos tol={self.args.ref_tol:g}; exact diagonal)")
+        H = operator(model, batches, strategy=self.strategy, batched=self.batched, masks=None)
+        t_ref, ref = timed(lambda: H.top_eigen(k=s.top_k, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123), dev)
+        ref_vals = [float(x) for x in ref.eigenvalues]
+        t_exact, diag = timed(lambda: exact_diagonal(model, batches), dev)
+        tr_exact = traces(diag)[0]
+        check = spot_check(H, diag)
+        H.release()
+        sec.notes.append(
+            f"references: top-{s.top_k} by Lanczos tol={self.args.ref_tol:g} ({ref.n_hvp} HVPs, {t_ref:.1f} s, "
+            f"converged={ref.converged}): " + ", ".join(f"{v:.6g}" for v in ref_vals)
+            + f"; exact trace {tr_exact:.6g} from the exact Hessian diagonal ({t_exact:.1f} s; "
+            f"spot-checked against eᵢᵀHeᵢ on 4 coordinates: max rel. diff {check:.1e})")
+        return ref_vals, diag, tr_exact
+
+    def layer_rows(self, sec: Section, w: Workload, diag) -> None:
+        s, dev, model, batches = self.s, self.device, w.model, w.batches
+        all_names = [n for n, _ in model.named_parameters()]
+        names = list(all_names)
         limit = self.args.layer_limit
         if limit is None and dev.type != "cuda" and len(names) > 12:
             limit = 6
         if limit and limit < len(names):
             step = (len(names) - 1) / (limit - 1) if limit > 1 else 0
-            names = [names[round(i * step)] for i in range(limit)]
+            names = list(dict.fromkeys(names[round(i * step)] for i in range(limit)))
         log(f"{w.key}: per-layer mode over {len(names)} tensors, PyHessian")
         ph = pyhessian_layers(model, batches, dev, s, names)
         log(f"{w.key}: per-layer mode, prunehess")
         pn = prunehess_layers(model, batches, dev, s, names, strategy=self.strategy, batched=self.batched)
         log(f"{w.key}: per-layer references")
         H = operator(model, batches, strategy=self.strategy, batched=self.batched, masks=None)
-        top_ref = {}
-        for name in names:
-            top_ref[name] = float(H.restrict([name]).top_eigen(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter,
-                                                             seed=123).eigenvalues[0])
+        top_ref = {n: float(H.restrict([n]).top_eigen(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter,
+                                                     seed=123).eigenvalues[0]) for n in names}
         H.release()
+        tr_blocks = traces(diag)[1]
+        tr_ph = _median([rel(ph["per"][n]["trace"], tr_blocks[n]) for n in names])
+        tr_pn = _median([rel(pn["per"][n]["trace"], tr_blocks[n]) for n in names])
+        top_ph = _median([rel(ph["per"][n]["top"][0], top_ref[n]) for n in names])
+        top_pn = _median([rel(pn["per"][n]["top"][0], top_ref[n]) for n in names])
+        subset = "" if len(names) == len(all_names) else f" ({len(names)} of {len(all_names)}, evenly spaced)"
+        sec.add(f"PER-LAYER MODE: top-1 + trace + density per tensor, {len(names)} tensors{subset}", ph["total_s"],
+                pn["total_s"], ph["hvps"], pn["hvps"], tr_ph, tr_pn,
+                note=f"error: median per-layer trace error (top-1: {_e(top_ph)}/{_e(top_pn)}); "
+                     f"ph's layer traces share {pn['trace_hvps']} HVPs")
 
-        def med(errs):
-            errs = [e for e in errs if e is not None]
-            return statistics.median(errs) if errs else None
-
-        tr_ph = med([rel(ph["per"][n]["trace"], tr_blocks[n]) for n in names])
-        tr_pn = med([rel(pn["per"][n]["trace"], tr_blocks[n]) for n in names])
-        top_ph = med([rel(ph["per"][n]["top"][0], top_ref[n]) for n in names])
-        top_pn = med([rel(pn["per"][n]["top"][0], top_ref[n]) for n in names])
-        subset = "" if len(names) == len(list(model.named_parameters())) else f" ({len(names)} of {len(list(model.named_parameters()))}, evenly spaced)"
-        sec.add(f"PER-LAYER MODE, {len(names)} tensors{subset}", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"],
-                tr_ph, tr_pn,
-                note=f"error = median per-layer trace error; median per-layer top-1 error {_e(top_ph)}/{_e(top_pn)}; "
-                     f"prunehess traces: {pn['trace_hvps']} shared HVPs")
-
+    # ----- the pruned model: mask-aware analysis
     def pruned_section(self, w: Workload) -> Section:
         s, dev, model, batches = self.s, self.device, w.model, w.batches
         strategy, batched = self.strategy, self.batched
         sec = Section(f"{w.title}: {w.n_surviving:,} of {w.n_params:,} parameters survive [{dev.type}]")
         sec.notes.append(w.data_note)
         log(f"{w.key}: references")
+        diag = exact_diagonal(model, batches)
+        weight_masks = {n: p.detach() != 0 for n, p in model.named_parameters() if p.dim() >= 2}
         refs = {}
         for masks in (None, "auto"):
             H = operator(model, batches, strategy=strategy, batched=batched, masks=masks)
             r = H.top_eigen(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
             H.release()
-            m = None if masks is None else {n: p != 0 for n, p in model.named_parameters() if p.dim() >= 2}
-            refs[masks] = (float(r.eigenvalues[0]), exact_trace(model, batches, masks=m)[0], H.size)
+            refs[masks] = (float(r.eigenvalues[0]), traces(diag, None if masks is None else weight_masks)[0], H.size)
         log(f"{w.key}: full analysis, PyHessian (all parameters: its only behaviour)")
         peak = self._peak()
-        with (peak or _null()):
+        with peak:
             ph = pyhessian_full(model, batches, dev, s)
-        ph_mem = peak.mb if peak else self.memory_of(w, "ph-full", {})
-        rows = []
-        for masks, label in ((None, "all parameters (= PyHessian's operator)"), ("auto", "surviving weights only (default)")):
-            log(f"{w.key}: full analysis, prunehess, {label}")
+        ph_mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(w, "ph-full", {})
+        l_all, t_all, _ = refs[None]
+        e_ph = (rel(ph["top"][0], l_all), rel(ph["trace"], t_all))
+        for masks, label in ((None, "all parameters (PyHessian's operator)"), ("auto", "surviving weights (default)")):
+            log(f"{w.key}: full analysis, prunehess on {label}")
             peak = self._peak()
-            with (peak or _null()):
+            with peak:
                 pn = prunehess_full(model, batches, dev, s, strategy=strategy, batched=batched, masks=masks)
-            mem = peak.mb if peak else self.memory_of(w, "pn-full", {"strategy": strategy, "batched": batched, "masks": masks})
-            rows.append((masks, label, pn, mem))
-        l_all, t_all, n_all = refs[None]
-        for masks, label, pn, mem in rows:
+            mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(
+                w, "pn-full", {"strategy": strategy, "batched": batched, "masks": masks})
             l_ref, t_ref, n = refs[masks]
-            e_ph = [rel(ph["top"][0], l_all), rel(ph["trace"], t_all)]
-            e_pn = [rel(pn["top"][0], l_ref), rel(pn["trace"], t_ref)]
-            sec.add(f"FULL ANALYSIS, prunehess on {label}", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"], max(e_ph), max(e_pn),
-                    note=f"n={n:,}; λ_max ref {l_ref:.5g} (all params: {l_all:.5g}), trace ref {t_ref:.5g}; "
-                         f"PyH λ_max {ph['top'][0]:.5g}, ph {pn['top'][0]:.5g}")
-            if ph_mem is not None or mem is not None:
-                sec.add(f"PEAK MEMORY, full analysis, {label}", ph_mem, mem, unit="MiB")
+            e_pn = (rel(pn["top"][0], l_ref), rel(pn["trace"], t_ref))
+            sec.add(f"FULL ANALYSIS: ph on {label}", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"], max(e_ph), max(e_pn),
+                    note=f"n={n:,}; λ_max {ph['top'][0]:.4g}/{pn['top'][0]:.4g} (ref {l_ref:.4g}), "
+                         f"trace {ph['trace']:.4g}/{pn['trace']:.4g} (exact {t_ref:.4g})" + _mem_pair(ph_mem, mem))
+        sec.notes.append("PyHessian always analyses every coordinate, pruned ones included (its λ_max and trace are the "
+                         "all-parameter row's references); prunehess's default is the surviving weights' Hessian")
         return sec
+
+
+def spot_check(H, diag: dict) -> float:
+    """Max relative difference between the exact diagonal and ``eᵢᵀ H eᵢ`` for 4 coordinates (2 largest, 2 random)."""
+    flat = H.space.to_flat({n: d.to(H.dtype) for n, d in diag.items()}).double().cpu()
+    g = torch.Generator().manual_seed(1)
+    idx = torch.topk(flat, 2).indices.tolist() + torch.randint(0, H.size, (2,), generator=g).tolist()
+    worst = 0.0
+    for i in idx:
+        e = torch.zeros(H.size, dtype=H.dtype, device=H.device)
+        e[i] = 1
+        hii = float((H @ e)[i])
+        worst = max(worst, abs(hii - float(flat[i])) / max(abs(float(flat[i])), 1e-12))
+    return worst
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return statistics.fmean(r[key] for r in rows)
+
+
+def _rms(rows: list[dict], exact: float) -> float:
+    return (statistics.fmean(((r["trace"] - exact) / exact) ** 2 for r in rows)) ** 0.5
+
+
+def _median(errs):
+    errs = [e for e in errs if e is not None]
+    return statistics.median(errs) if errs else None
+
+
+def _t(x: float) -> str:
+    return f"{x * 1e3:.0f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def _mem(mb: Optional[float]) -> str:
+    return "" if mb is None else f"; peak {mb:,.0f} MiB"
+
+
+def _mem_pair(a: Optional[float], b: Optional[float]) -> str:
+    if a is None and b is None:
+        return ""
+    return f"; peak memory {'—' if a is None else f'{a:,.0f}'}/{'—' if b is None else f'{b:,.0f}'} MiB"
 
 
 def _e(x):
@@ -393,6 +450,8 @@ def parse_args(argv=None):
                    help="per-layer mode on this many evenly spaced parameter tensors (default: all; 6 for ResNet-20 on CPU)")
     p.add_argument("--skip-layers", action="store_true", help="leave out per-layer mode")
     p.add_argument("--skip-pruned", action="store_true", help="leave out the pruned variants")
+    p.add_argument("--trace-seeds", type=int, default=5, help="seeds for the trace-accuracy rows (RMS error); 0: skip them")
+    p.add_argument("--hutchpp-hvps", type=int, default=99, help="Hutch++'s budget of HVPs")
     p.add_argument("--repeats", type=int, default=3, help="repeats of each single-HVP timing (median)")
     p.add_argument("--ref-tol", type=float, default=1e-8, help="Lanczos tolerance of the eigenvalue reference")
     p.add_argument("--ref-max-iter", type=int, default=400)
@@ -426,6 +485,8 @@ def main(argv=None) -> int:
     if args.quick:
         settings = Settings(power_max_iter=20, trace_max_iter=20, density_iter=20, top_k=2)
         args.layer_limit = args.layer_limit or 2
+        args.trace_seeds = min(args.trace_seeds, 2)
+        args.hutchpp_hvps = min(args.hutchpp_hvps, 12)
         args.ref_max_iter = min(args.ref_max_iter, 80)
         args.ref_tol = max(args.ref_tol, 1e-6)
         if args.memory == "auto":

@@ -27,7 +27,7 @@ class ExtractConfig:
     """Everything ``prunehess extract`` needs. Field names are the CLI options' (dashes → underscores)."""
 
     resume: Path
-    zipname: str = "mnist.zip"
+    zipname: Optional[str] = None  # None: mnist.zip (the seed's default) if present, else the folder's only zip
     dataset: Optional[str] = None  # None: from the run's train_config.yaml, else "mnist"
     model: Optional[str] = None  # None: from the run's train_config.yaml, else "fc1"
     output: Path = Path("output")
@@ -90,6 +90,22 @@ class ExtractConfig:
         if "resume" not in plain or plain["resume"] in (None, ""):
             raise ConfigError("resume: the folder holding the zip is required (--resume DIR)")
         return cls(**plain)
+
+    def zip_path(self) -> Path:
+        """The zip to unpack: ``--zipname`` in ``--resume``; unnamed, ``mnist.zip`` or else the folder's only zip."""
+        if self.zipname:
+            return self.resume / self.zipname
+        if (self.resume / "mnist.zip").is_file():
+            return self.resume / "mnist.zip"
+        zips = sorted(p.name for p in self.resume.glob("*.zip")) if self.resume.is_dir() else []
+        if len(zips) == 1:
+            return self.resume / zips[0]
+        found = f"it holds {', '.join(zips)}" if zips else "it holds no .zip file"
+        raise ConfigError(f"{self.resume}: which zip? {found}; name one with --zipname")
+
+    def unpacked_folder(self) -> Path:
+        """Where the checkpoints are read: ``<resume>/<zip stem>/``, or ``--resume`` itself with ``--no-extract``."""
+        return self.resume / self.zip_path().stem if self.extract else self.resume
 
     def with_run_defaults(self, folder: Path) -> "ExtractConfig":
         """Fill ``dataset``/``model`` (and the ResNet switches, when not set) from a ``train_config.yaml`` that

@@ -31,7 +31,8 @@ import torch
 
 from prunehess.config import ExtractConfig
 from prunehess.errors import ConfigError, PrunehessError
-from prunehess.pipeline import ExtractReport, extract, finalize, unpack
+from prunehess.layout import OutputLayout
+from prunehess.pipeline import ExtractReport, extract, finalize, resolve_device, unpack
 from prunehess.runstate import RunState
 
 __all__ = ["run_extract", "launched_by_torchrun"]
@@ -62,7 +63,8 @@ def _timeout() -> timedelta:
 
 def _start(config: ExtractConfig, data_parallel: bool, world: int, log: Callable[[str], None]
            ) -> tuple[RunState, Path]:
-    """Rank 0's setup: check the split, lock the output folder, unpack the zip."""
+    """Rank 0's setup, before any rank writes: check the split, lock the output folder for the whole job, delete
+    what a killed run left half-written, unpack the zip."""
     if data_parallel:
         mini_batches = -(-config.hessian_batch_size // config.mini_hessian_batch_size)
         if mini_batches < world:
@@ -74,6 +76,7 @@ def _start(config: ExtractConfig, data_parallel: bool, world: int, log: Callable
     state.prepare()
     state.acquire()
     try:
+        OutputLayout(config.output).remove_stale_temporaries()  # before any rank writes (as extract's lock does)
         return state, unpack(config, log)
     except BaseException:
         state.release()
@@ -94,15 +97,18 @@ def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Call
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     quiet = (lambda msg: None) if rank != 0 else log
-    use_cuda = torch.cuda.is_available() and config.cuda is not False and (config.device in (None, "cuda"))
+    device = resolve_device(config)
+    use_cuda = device.type == "cuda"
+    if use_cuda and device.index is None:  # the usual case: process LOCAL_RANK drives GPU LOCAL_RANK
+        device = torch.device("cuda", local_rank)
+        config = replace(config, device=str(device))
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        config = replace(config, device=f"cuda:{local_rank}")
+        torch.cuda.set_device(device)
     if config.parallel:
         quiet("warning: --parallel (DataParallel) is ignored under torchrun: each process uses one device")
         config = replace(config, parallel=False)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=_timeout())
-    barrier = (lambda: dist.barrier(device_ids=[local_rank])) if use_cuda else dist.barrier
+    barrier = (lambda: dist.barrier(device_ids=[device.index])) if use_cuda else dist.barrier
     state: Optional[RunState] = None
     try:
         outcome: list = [None, None]

@@ -120,12 +120,12 @@ def extract(
                             batch_norm=config.batch_norm, residual=config.residual, depth=config.depth).to(device)
         forward = _forward(model, config, device, log)
         batches = hessian_batch(config.dataset, root=config.data_root, size=config.hessian_batch_size,
-                                mini_batch_size=config.mini_hessian_batch_size, seed=config.seed, device=device,
-                                download=config.download)
+                                mini_batch_size=config.mini_hessian_batch_size, seed=config.seed,
+                                device=device if data_shard is None else "cpu", download=config.download)
         total = None
-        if data_shard is not None:
+        if data_shard is not None:  # only this rank's share goes to its device: the whole batch need not fit
             total = sum(int(y.shape[0]) for _, y in batches)
-            batches = batches[data_shard[0] :: data_shard[1]]
+            batches = [(x.to(device), y.to(device)) for x, y in batches[data_shard[0] :: data_shard[1]]]
         tests = test_loader(config.dataset, root=config.data_root, download=config.download) if config.test_accuracy else None
         names = [n for n, _ in model.named_parameters()]
         report = ExtractReport(layout=found.layout)
@@ -183,10 +183,10 @@ def unpack(config: ExtractConfig, log: Log = print) -> Path:
         if not config.resume.is_dir():
             raise ConfigError(f"{config.resume}: not a folder (--resume with --no-extract names an unpacked folder)")
         return config.resume
-    zip_path = config.resume / config.zipname
+    zip_path = config.zip_path()
     if not zip_path.is_file():
         raise ConfigError(f"{zip_path}: no such zip (set --resume to its folder and --zipname to its name)")
-    dest = config.resume / Path(config.zipname).stem
+    dest = config.unpacked_folder()
     limits = ZipLimits(max_total_bytes=config.max_unpacked_mb * 2**20, max_ratio=config.max_ratio)
     files = safe_extract(zip_path, dest, limits=limits)
     log(f"unpacked {len(files)} files from {zip_path} into {dest}")
@@ -299,17 +299,39 @@ def _choose_strategy(op: HessianOperator, config: ExtractConfig, state: RunState
         # under data parallelism every rank must run the same strategy: no timing-based choice
         choice = {"strategy": "graph" if config.strategy == "auto" else config.strategy, "batched_strategy": "loop"}
     else:
-        choice = state.saved_strategy(str(device))
+        # keyed by device type: the ranks of a torchrun job (cuda:0, cuda:1, ...) share one choice
+        choice = state.saved_strategy(device.type)
         if choice is None:
             timings = op.tune()
-            choice = {"strategy": op.strategy, "batched_strategy": op.batched_strategy,
-                      "timings": {k: round(v, 6) for k, v in timings.items()}}
-            state.save_strategy(str(device), choice)
+            mine = {"strategy": op.strategy, "batched_strategy": op.batched_strategy,
+                    "timings": {k: round(v, 6) for k, v in timings.items()}}
+            choice = _save_first_strategy(state, device.type, mine)
             log("  HVP strategy: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items())
-                + f" -> {op.strategy} / batched {op.batched_strategy}")
+                + f" -> {choice['strategy']} / batched {choice['batched_strategy']}"
+                + ("" if choice is mine else " (measured first by another process of this run)"))
+        choice = {k: v for k, v in choice.items() if k not in ("key", "device")}
     op.set_strategy(choice["strategy"], choice["batched_strategy"])
     op.check_deterministic()
     report.strategy = choice
+
+
+def _save_first_strategy(state: RunState, device_key: str, choice: dict[str, Any]) -> dict[str, Any]:
+    """Save ``choice`` unless another process saved one first (the ranks of a sharded torchrun job tune at the
+    same time): then return that one, so that every checkpoint of a run uses the same strategy and only one
+    process writes ``strategy.json``."""
+    import fcntl
+    import os
+
+    fd = os.open(state.folder, os.O_RDONLY)  # a lock on the state folder itself: no file is written for it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        saved = state.saved_strategy(device_key)
+        if saved is not None:
+            return saved
+        state.save_strategy(device_key, choice)
+        return choice
+    finally:
+        os.close(fd)
 
 
 def _estimates(op: HessianOperator, config: ExtractConfig, *, per_layer: bool, trace=None) -> dict[str, Any]:
@@ -339,7 +361,8 @@ def _write(layout: Optional[OutputLayout], ref: CheckpointRef, layer: Optional[i
     d = est["density"]
     layout.write_top_eigenvalues(ref.iteration, ref.epoch, est["eigen"].eigenvalues.tolist(), layer=layer)
     layout.write_trace(ref.iteration, ref.epoch, est["trace"].estimate, layer=layer)
-    layout.write_density(ref.iteration, ref.epoch, d.nodes.T.numpy(), d.weights.T.numpy(), layer=layer)
+    # (runs, m): the layout writes one column per run, one node per line (the seed's format)
+    layout.write_density(ref.iteration, ref.epoch, d.nodes.numpy(), d.weights.numpy(), layer=layer)
     grid, density = d.broadened()
     layout.write_esd_plot(ref.iteration, ref.epoch, grid.numpy(), density.numpy(), layer=layer)
 
@@ -367,8 +390,11 @@ def finalize(config: ExtractConfig, *, unpacked: Path) -> ExtractReport:
                         batch_norm=config.batch_norm, residual=config.residual, depth=config.depth)
     state = RunState(config.output, config.numerics_key())
     report = ExtractReport(layout=found.layout)
-    strategy = state.saved_strategy(str(resolve_device(config)))
-    report.strategy = {k: v for k, v in (strategy or {}).items() if k not in ("key", "device")}
+    if config.strategy != "auto":
+        report.strategy = {"strategy": config.strategy, "batched_strategy": "loop"}  # as _choose_strategy
+    else:
+        strategy = state.saved_strategy(resolve_device(config).type)
+        report.strategy = {k: v for k, v in (strategy or {}).items() if k not in ("key", "device")}
     _write_shared(OutputLayout(config.output), state, model, config, found, report)
     return report
 

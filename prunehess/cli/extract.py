@@ -39,7 +39,9 @@ Examples:
               help="YAML file of options (same names as below); the command line wins. Example: extract.yaml")
 @click.option("--resume", type=click.Path(file_okay=False), required=True,
               help="Folder holding the zip (with --no-extract: the unpacked folder). Example: --resume runs/")
-@click.option("--zipname", default="mnist.zip", show_default=True, help="Zip of checkpoints inside --resume; unpacked into <resume>/<zip stem>/.")
+@click.option("--zipname", default=None,
+              help="Zip of checkpoints inside --resume, unpacked into <resume>/<zip stem>/. "
+                   "Default: mnist.zip (the seed's), else the folder's only zip.")
 @click.option("--dataset", default=None,
               help="mnist, fashionmnist, cifar10, svhn (torchvision, from --data-root) or digits (bundled). "
                    "Default: the run's train_config.yaml (zips from `prunehess train`), else mnist.")

@@ -526,6 +526,8 @@ def _archive_members(layout: RunLayout, config: TrainConfig, n: int) -> Iterator
 
 def _write_archive(config: TrainConfig, layout: RunLayout, n: int) -> None:
     """Zip the run (deterministic bytes: fixed order and timestamps; the log only up to iteration ``n-1``)."""
+    import yaml
+
     log_rows = [r for r in read_log(layout.log) if r["iteration"] < n]
 
     def write(fh) -> None:
@@ -533,6 +535,9 @@ def _write_archive(config: TrainConfig, layout: RunLayout, n: int) -> None:
             for path in _archive_members(layout, config, n):
                 if path == layout.log:
                     data = _log_text(log_rows).encode("utf-8")
+                elif path == layout.config:  # the run's settings, without this machine's paths
+                    settings = {k: v for k, v in config.to_dict().items() if k not in ("output", "data_root")}
+                    data = yaml.safe_dump(settings, sort_keys=False).encode("utf-8")
                 else:
                     try:
                         data = path.read_bytes()

@@ -44,7 +44,7 @@ def test_digits_run_with_yaml_config_where_the_command_line_wins(tmp_path):
         remain = zf.read("remain_params.txt").decode().split()
     assert {"initial_state_dict_lt.pth", "0_model_lt_epoch0.pth", "0_model_lt_epoch1.pth", "0_model_lt.pth",
             "1_model_lt_epoch0.pth", "1_model_lt_epoch1.pth", "1_model_lt.pth", "remain_params.txt",
-            "train_log.csv"} == names
+            "train_log.csv", "train_config.yaml"} == names
     # fc1 on digits: 64·300 + 300·100 + 100·10 weights, 410 biases; half of each layer's weights pruned once
     weights, biases = 64 * 300 + 300 * 100 + 100 * 10, 300 + 100 + 10
     assert remain == ["100.0", f"{100 * (weights // 2 + biases) / (weights + biases):.1f}"]

@@ -37,7 +37,7 @@ def test_files_schedule_remaining_and_zip(tmp_path, h):
         expected |= {f"{ite}_model_lt_epoch{e}.pth" for e in range(E + 1)} | {f"{ite}_model_lt.pth"}
     assert names == expected
     with zipfile.ZipFile(summary.archive) as zf:
-        assert set(zf.namelist()) == expected | {"remain_params.txt", "train_log.csv"}
+        assert set(zf.namelist()) == expected | {"remain_params.txt", "train_log.csv", "train_config.yaml"}
         remain_lines = zf.read("remain_params.txt").decode().splitlines()
     assert summary.archive.name == "tiny.zip"
     assert remain_lines == layout.remain_params.read_text().splitlines()
