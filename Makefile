@@ -19,7 +19,7 @@ install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 
 demo: install
-	$(BIN)/prunehess extract --resume sample_checkpoints --output demo_output
+	$(BIN)/prunehess extract --resume sample_checkpoints --output demo_output --compute-each-layer
 	$(BIN)/prunehess plot all --path demo_output --save-path demo_output/figures
 	$(BIN)/prunehess report demo_output
 	@echo

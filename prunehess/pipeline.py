@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -25,7 +26,7 @@ from prunehess.checkpoints.layouts import CheckpointRef, Discovery, discover
 from prunehess.checkpoints.loading import LoadedCheckpoint, load_checkpoint, load_into_model
 from prunehess.checkpoints.zips import ZipLimits, safe_extract
 from prunehess.config import ExtractConfig
-from prunehess.errors import CheckpointError, ConfigError, PrunehessError
+from prunehess.errors import CheckpointError, ConfigError, OutputError, PrunehessError
 from prunehess.layout import OutputLayout, epoch_tag, iteration_tag
 from prunehess.operators import HessianOperator
 from prunehess.operators.hvp import eval_mode
@@ -110,6 +111,8 @@ def extract(
         state.acquire()
         layout.remove_stale_temporaries()  # what a killed run was writing when it died
     try:
+        if unpacked is None and config.extract and not config.zipname:  # the resolved config names the zip used
+            config = replace(config, zipname=config.zip_path().name)
         folder = unpacked if unpacked is not None else unpack(config, log)
         config = config.with_run_defaults(folder)
         state.key = config.numerics_key()
@@ -159,6 +162,8 @@ def extract(
                     f"  test acc {_fmt(record['test_accuracy'])}  ({record['rows'][0]['hvps']} HVPs,"
                     f" {record['seconds']:.1f} s; ETA {_clock(eta)})")
         if write_shared:
+            if not report.strategy:  # every checkpoint was finished before: the config still names the strategy
+                report.strategy = _known_strategy(config, state, device)
             _write_shared(layout, state, model, config, found, report)
         if interrupted is not None:
             raise interrupted
@@ -281,7 +286,7 @@ def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, c
             if block.size == 0:
                 log(f"  warning: {name} has no surviving weights; its layer files are not written")
                 continue
-            est = _estimates(block, config, per_layer=False, trace=whole["trace"].blocks[name])
+            est = _estimates(block, config, per_layer=False, trace=whole["trace"].blocks.get(name))
             _write(layout, ref, k, est)
             rows.append(_row(ref, k, remaining, accuracy, est, layer_start))
     op.release()
@@ -355,9 +360,26 @@ def _estimates(op: HessianOperator, config: ExtractConfig, *, per_layer: bool, t
     return out
 
 
+@contextmanager
+def _writing(root: Path):
+    """Turn an OS error while writing the output tree into one :class:`OutputError` line naming the path."""
+    try:
+        yield
+    except OSError as err:
+        where = err.filename or root
+        hint = "; a file has the name of a folder the output tree needs" if isinstance(
+            err, (FileExistsError, NotADirectoryError)) else ""
+        raise OutputError(f"{where}: cannot write the results ({err.strerror or err}){hint}") from None
+
+
 def _write(layout: Optional[OutputLayout], ref: CheckpointRef, layer: Optional[int], est: dict[str, Any]) -> None:
     if layout is None:
         return
+    with _writing(layout.root):
+        _write_files(layout, ref, layer, est)
+
+
+def _write_files(layout: OutputLayout, ref: CheckpointRef, layer: Optional[int], est: dict[str, Any]) -> None:
     d = est["density"]
     layout.write_top_eigenvalues(ref.iteration, ref.epoch, est["eigen"].eigenvalues.tolist(), layer=layer)
     layout.write_trace(ref.iteration, ref.epoch, est["trace"].estimate, layer=layer)
@@ -390,18 +412,28 @@ def finalize(config: ExtractConfig, *, unpacked: Path) -> ExtractReport:
                         batch_norm=config.batch_norm, residual=config.residual, depth=config.depth)
     state = RunState(config.output, config.numerics_key())
     report = ExtractReport(layout=found.layout)
-    if config.strategy != "auto":
-        report.strategy = {"strategy": config.strategy, "batched_strategy": "loop"}  # as _choose_strategy
-    else:
-        strategy = state.saved_strategy(resolve_device(config).type)
-        report.strategy = {k: v for k, v in (strategy or {}).items() if k not in ("key", "device")}
+    report.strategy = _known_strategy(config, state, resolve_device(config))
     _write_shared(OutputLayout(config.output), state, model, config, found, report)
     return report
+
+
+def _known_strategy(config: ExtractConfig, state: RunState, device: torch.device) -> dict[str, Any]:
+    """The HVP strategy of this config's finished checkpoints, without measuring (as :func:`_choose_strategy`)."""
+    if config.strategy != "auto":
+        return {"strategy": config.strategy, "batched_strategy": "loop"}
+    strategy = state.saved_strategy(device.type)
+    return {k: v for k, v in (strategy or {}).items() if k not in ("key", "device")}
 
 
 def _write_shared(layout: OutputLayout, state: RunState, model: nn.Module, config: ExtractConfig, found: Discovery,
                   report: ExtractReport) -> None:
     """layers.txt, remain_params.txt, summary.csv and config.yaml, from every finished record."""
+    with _writing(layout.root):
+        _write_shared_files(layout, state, model, config, found, report)
+
+
+def _write_shared_files(layout: OutputLayout, state: RunState, model: nn.Module, config: ExtractConfig,
+                        found: Discovery, report: ExtractReport) -> None:
     layout.write_layers([(k, name, p.numel()) for k, (name, p) in enumerate(model.named_parameters())])
     records = state.all_records()
     by_iteration: dict[int, float] = {}
