@@ -78,6 +78,8 @@ class ExtractConfig:
             raise ConfigError("trace_probes must be at least 3 for hutch++")
         if self.tol <= 0:
             raise ConfigError(f"tol must be positive, got {self.tol}")
+        if not self.max_ratio > 0:
+            raise ConfigError(f"max_ratio must be positive, got {self.max_ratio}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "ExtractConfig":

@@ -567,10 +567,10 @@ def _load_numbers(path: Path) -> np.ndarray:
 
 
 def _summary_cell(key: str, value: Any) -> str:
+    if key == "epoch":
+        return epoch_tag(value)  # None: the best checkpoint
     if value is None:
         return ""
-    if key == "epoch":
-        return epoch_tag(value)
     if key == "top_eigenvalues":
         return " ".join(_format_float(v) for v in np.asarray(_to_numpy(value)).reshape(-1))
     if key in _INT_COLUMNS:

@@ -109,8 +109,9 @@ def extract(
     state.prepare()
     if lock:
         state.acquire()
-        layout.remove_stale_temporaries()  # what a killed run was writing when it died
     try:
+        if lock:
+            layout.remove_stale_temporaries()  # what a killed run was writing when it died
         if unpacked is None and config.extract and not config.zipname:  # the resolved config names the zip used
             config = replace(config, zipname=config.zip_path().name)
         folder = unpacked if unpacked is not None else unpack(config, log)

@@ -60,6 +60,17 @@ class RunState:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._lock_fd = fd
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete the temporaries (``.<name>.<random>.tmp``) a killed run left in the state folder; only the lock's
+        holder may, since another run's writer could own them otherwise."""
+        for folder in (self.folder, self.records):
+            for entry in folder.glob(".*.tmp"):
+                try:
+                    entry.unlink()
+                except OSError:  # gone already, or not ours to delete: harmless, never read
+                    pass
 
     def release(self) -> None:
         if self._lock_fd is not None:
@@ -81,7 +92,13 @@ class RunState:
 
     def write_record(self, tag: str, record: dict[str, Any]) -> None:
         record = {**record, "key": self.key}
-        atomic_write_text(self._record_path(tag), json.dumps(record, indent=1, sort_keys=True))
+        self._write(self._record_path(tag), json.dumps(record, indent=1, sort_keys=True))
+
+    def _write(self, path: Path, text: str) -> None:
+        try:
+            atomic_write_text(path, text)
+        except OSError as err:
+            raise OutputError(f"{path}: cannot write the run state ({err.strerror or err})") from None
 
     def all_records(self) -> list[dict[str, Any]]:
         """Every record finished under the current key."""
@@ -101,4 +118,4 @@ class RunState:
         return data if data.get("key") == self.key and data.get("device") == device else None
 
     def save_strategy(self, device: str, choice: dict[str, Any]) -> None:
-        atomic_write_text(self.folder / "strategy.json", json.dumps({**choice, "key": self.key, "device": device}))
+        self._write(self.folder / "strategy.json", json.dumps({**choice, "key": self.key, "device": device}))

@@ -14,13 +14,18 @@ from prunehess.errors import PrunehessError
 def _load_config(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
     """``--config FILE.yaml`` supplies defaults for every option; the command line wins."""
     if value:
-        values = load_yaml_config(Path(value))
-        known = {p.name for p in ctx.command.params}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            from prunehess.errors import ConfigError
+        from prunehess.errors import ConfigError
 
-            raise ConfigError(f"{value}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'config'}))}")
+        values = load_yaml_config(Path(value))
+        params = {p.name: p for p in ctx.command.params}
+        unknown = sorted(set(values) - set(params))
+        if unknown:
+            raise ConfigError(f"{value}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(set(params) - {'config'}))}")
+        for key, item in values.items():  # a wrong type is one line naming the file, not a usage error
+            try:
+                params[key].type_cast_value(ctx, item)
+            except click.BadParameter as err:
+                raise ConfigError(f"{value}: {key}: {err.message}") from None
         ctx.default_map = {**(ctx.default_map or {}), **values}
     return value
 
@@ -108,5 +113,7 @@ def extract_command(data_parallel: bool, **options: Any) -> None:
     click.echo(f"done: {len(report.computed)} computed, {len(report.skipped)} already finished, "
                f"{len(report.failed)} failed, in {report.seconds:.1f} s -> {config.output}", err=True)
     if report.failed:
-        tags = ", ".join(sorted(report.failed))
-        raise PrunehessError(f"{len(report.failed)} checkpoint(s) failed ({tags}); see the messages above")
+        tags = sorted(report.failed)
+        others = "; the others are in the messages above" if len(tags) > 1 else ""
+        raise PrunehessError(f"{len(tags)} checkpoint(s) failed ({', '.join(tags)}); {tags[0]}: "
+                             f"{report.failed[tags[0]]}{others}")

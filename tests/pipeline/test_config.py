@@ -55,6 +55,18 @@ def test_rerun_with_the_resolved_config_skips_everything(kit, tmp_path, zipped):
     again.write_text(yaml.safe_dump({k: v for k, v in resolved.items() if k not in ("layout_detected", "hvp_strategy")}))
     result = kit.ok(kit.invoke("extract", "--config", again))
     assert "0 computed, 2 already finished" in result.output
+    # the rewritten config still describes how the numbers were computed
+    assert yaml.safe_load((out / "config.yaml").read_text()) == resolved
+    assert resolved["hvp_strategy"] == {"strategy": "graph", "batched_strategy": "loop"}
+
+
+def test_the_folders_only_zip_is_found_and_two_zips_need_zipname(kit, tmp_path, zipped):
+    model = kit.model_file(tmp_path)
+    result = kit.extract(zipped, tmp_path / "out", model=model)  # no --zipname: tiny.zip is the only zip
+    assert "tiny.zip" in result.output and "2 computed" in result.output
+    kit.write_zip(zipped / "other.zip", [("0_model_lt.pth", kit.tiny_state(0))])
+    result = kit.invoke("extract", "--resume", zipped, "--output", tmp_path / "out", "--model", model, *kit.FAST)
+    kit.error_line(result, str(zipped), "other.zip, tiny.zip", "--zipname")
 
 
 @pytest.mark.parametrize("text, needles", [
@@ -81,7 +93,9 @@ def test_a_missing_config_file(kit, tmp_path):
 
 def test_option_values_are_validated_in_one_line(kit, tmp_path, zipped):
     for args, needle in ((("--top-n", "0"), "top_n must be a positive integer"),
-                         (("--hessian-batch-size", "-3"), "hessian_batch_size must be a positive integer")):
+                         (("--hessian-batch-size", "-3"), "hessian_batch_size must be a positive integer"),
+                         (("--max-ratio", "0"), "max_ratio must be positive"),
+                         (("--max-unpacked-mb", "0"), "max_unpacked_mb must be a positive integer")):
         result = kit.invoke("extract", "--resume", zipped, "--output", tmp_path / "out", *args)
         kit.error_line(result, needle)
     assert not (tmp_path / "out").exists()

@@ -86,7 +86,7 @@ def test_lottery_ticket_nested_zip_with_junk_and_pth_tar(kit, tmp_path):
         ("experiments/.DS_Store", b"junk"),
     ])
     out = tmp_path / "out"
-    result = kit.extract(tmp_path / "run", out, "--zipname", "cifar_run.zip", model=model)
+    result = kit.extract(tmp_path / "run", out, model=model)  # the folder's only zip: no --zipname needed
     assert "layout: lottery-ticket" in result.output
     _assert_complete(out, ["000_00", "001_01", "001_best"])
     assert (tmp_path / "run" / "cifar_run" / "experiments" / "lt" / "ckpt" / "0_model_lt.pth").is_file()
@@ -248,3 +248,29 @@ def test_help_explains_every_option_with_examples(kit):
                    "--trust-checkpoints", "--max-unpacked-mb", "--max-ratio"):
         assert option in result.output, option
     assert "Example" in result.output
+
+
+def test_bundled_sample_with_the_run_defaults_from_its_train_config(kit, tmp_path):
+    """The bundled sample (fc1 trained on digits by `prunehess train`): dataset and model come from the
+    train_config.yaml inside the zip; a --layout that picks the best checkpoint of every iteration keeps it quick,
+    and remain_params.txt matches the trainer's own (20 % of each layer's weights pruned per iteration)."""
+    import shutil
+
+    sample = Path(__file__).resolve().parents[2] / "sample_checkpoints" / "digits.zip"
+    if not sample.is_file():
+        pytest.skip("the bundled sample is not in this checkout")
+    (tmp_path / "runs").mkdir()
+    shutil.copy(sample, tmp_path / "runs" / "digits.zip")
+    out = tmp_path / "out"
+    args = ["extract", "--resume", tmp_path / "runs", "--output", out, "--layout", r"(?P<iteration>\d+)_model_lt\.pth",
+            "--hessian-batch-size", 100, "--slq-steps", 8, "--trace-probes", 4, "--strategy", "graph", "--no-cuda"]
+    result = kit.ok(kit.invoke(*args))
+    assert "4 computed" in result.output
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["dataset"] == "digits" and config["model"] == "fc1" and config["zipname"] == "digits.zip"
+    _assert_complete(out, ["001_best", "002_best", "003_best", "004_best"])
+    with zipfile.ZipFile(sample) as zf:
+        trainer = zf.read("remain_params.txt").decode().split()
+    assert (out / "remain_params.txt").read_text().split() == trainer
+    accuracies = [row["test_accuracy"] for row in kit.summary(out)]
+    assert all(0.5 < a <= 1.0 for a in accuracies), accuracies  # trained networks, not random ones

@@ -192,8 +192,6 @@ def test_summary_csv_columns_and_rows(kit, run):
             assert row["hvps"] > 0 and row["seconds"] >= 0 and len(row["top_eigenvalues"]) >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="prunehess/layout.py _summary_cell returns '' for None before the epoch "
-                                       "case, so the best checkpoint's epoch cell is empty instead of 'best'")
 def test_summary_csv_names_the_best_checkpoint_best(run):
     lines = (run.out / "summary.csv").read_text().splitlines()[1:]
     assert all(line.split(",")[1] == "best" for line in lines)
@@ -232,3 +230,26 @@ def test_seed_spellings_of_the_options(kit, tmp_path):
     for k in range(4):
         assert (out / f"top_eigenvalues_layer{k}" / "top_eigenvalues001_best.txt").is_file()
     assert kit.numbers(out / "top_eigenvalues" / "top_eigenvalues001_best.txt").shape == (2,)
+
+
+def test_power_iteration_and_hutchpp_per_layer(kit, run, tmp_path):
+    """--method power (PyHessian's, with deflation) and --trace-method hutch++, whole model and per layer."""
+    model = kit.model_file(tmp_path)
+    kit.write_zip(tmp_path / "run" / "mnist.zip", [("1_model_lt.pth", run.states["002_best"])])
+    out = tmp_path / "out"
+    kit.extract(tmp_path / "run", out, "--model", model, "--dataset", "digits", "--hessian-batch-size", SIZE,
+                "--mini-hessian-batch-size", MINI, "--seed", SEED, "--method", "power", "--top-n", 2, "--tol", "1e-7",
+                "--max-iter", 1000, "--trace-method", "hutch++", "--trace-probes", 60, "--slq-steps", 10,
+                "--compute-each-layer", "--no-test-accuracy", "--strategy", "graph", "--no-cuda", fast=False)
+    ref = run.references["002_best"]
+    state = run.states["002_best"]
+    shapes = {n: state[n].shape for n in state}
+    rows = {r["layer"]: r for r in kit.summary(out)}
+    for k, name in [(None, None), *enumerate(kit.TINY_NAMES)]:
+        H = ref.H if k is None else restrict(ref.H_full, coordinate_index(shapes, [name], ref.masks))
+        exact = exact_spectrum(H)[0].numpy()
+        top = kit.numbers(_files(out, "top_eigenvalues", "002_best", k))
+        np.testing.assert_allclose(top, exact[:2], rtol=1e-4, atol=1e-5 * abs(exact[0]), err_msg=str(name))
+        trace = float(kit.numbers(_files(out, "trace", "002_best", k))[0])
+        row = rows[k]
+        assert abs(trace - float(torch.trace(H))) <= 4 * row["trace_stderr"] + 1e-5 * abs(float(torch.trace(H))), name
