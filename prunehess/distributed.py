@@ -83,14 +83,14 @@ def _start(config: ExtractConfig, data_parallel: bool, world: int, log: Callable
         raise
 
 
-def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Callable[[str], None] = print
-                ) -> Optional[ExtractReport]:
+def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Callable[[str], None] = print,
+                progress: Optional[Callable[[str, int, int], None]] = None) -> Optional[ExtractReport]:
     """``extract`` in one process, or this process's part of a ``torchrun`` job (rank 0 gets the whole job's
     report, the other ranks ``None``)."""
     if not launched_by_torchrun():
         if data_parallel:
             log("note: --data-parallel splits the Hessian batch across torchrun processes; this is one process")
-        return extract(config, log=log)
+        return extract(config, log=log, progress=progress)
     import torch.distributed as dist
 
     started = time.perf_counter()
@@ -126,10 +126,11 @@ def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Call
         folder = Path(outcome[0])
         if data_parallel:
             report = extract(config, log=quiet, data_shard=(rank, world), reduce=_all_reduce_sum,
-                             write_results=rank == 0, write_shared=rank == 0, lock=False, unpacked=folder)
+                             write_results=rank == 0, write_shared=rank == 0, lock=False, unpacked=folder,
+                             progress=progress if rank == 0 else None)
         else:
             report = extract(config, log=quiet, shard=(rank, world), write_shared=False, lock=False,
-                             unpacked=folder)
+                             unpacked=folder, progress=progress if rank == 0 else None)
             barrier()
             if rank == 0:
                 finalize(config, unpacked=folder)

@@ -89,6 +89,7 @@ def extract(
     write_shared: bool = True,
     lock: bool = True,
     unpacked: Optional[Path] = None,
+    progress: Optional[Callable[[str, int, int], None]] = None,
 ) -> ExtractReport:
     """Run the extraction described by ``config``; returns what was computed, skipped and failed.
 
@@ -96,7 +97,8 @@ def extract(
     checkpoint sharding); ``data_shard`` and ``reduce`` split the Hessian batch across ranks instead.
     ``write_results=False`` computes without writing (the other ranks of a data-parallel run); ``write_shared``
     (rank 0) writes the files shared by all checkpoints: layers, remaining parameters, summary and config.
-    ``unpacked`` names a folder already unpacked (by rank 0). A checkpoint that fails (bad weights, NaN loss)
+    ``unpacked`` names a folder already unpacked (by rank 0). ``progress(tag, done, total)`` is called as each
+    checkpoint's blocks (whole model, then each layer) finish. A checkpoint that fails (bad weights, NaN loss)
     is recorded and the others go on.
     """
     start_time = time.perf_counter()
@@ -147,7 +149,7 @@ def extract(
                 log(f"[{position}/{len(mine)}] {tag} ({ref.path.name}) ...")
                 try:
                     record = _analyse(ref, found, model, forward, batches, total, reduce, tests, names, config,
-                                      device, layout if write_results else None, state, report, log)
+                                      device, layout if write_results else None, state, report, log, progress)
                 except CheckpointError as err:
                     report.failed[tag] = str(err)
                     if write_results:
@@ -264,7 +266,7 @@ def _check_loss(model: nn.Module, batches, path: Path, reduce=None) -> float:
 
 
 def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, config, device, layout, state,
-             report, log) -> dict[str, Any]:
+             report, log, progress=None) -> dict[str, Any]:
     """Load one checkpoint, compute every estimate, write its files; return its record."""
     started = time.perf_counter()
     ckpt = load_checkpoint(ref.path, trust=config.trust_checkpoints, mask_path=found.masks.get(ref.iteration),
@@ -280,6 +282,9 @@ def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, c
     whole = _estimates(op, config, per_layer=config.compute_each_layer)
     _write(layout, ref, None, whole)
     rows.append(_row(ref, None, remaining, accuracy, whole, started))
+    steps = 1 + (len(names) if config.compute_each_layer else 0)
+    if progress is not None:
+        progress(checkpoint_tag(ref), 1, steps)
     if config.compute_each_layer:
         for k, name in enumerate(names):
             layer_start = time.perf_counter()
@@ -290,6 +295,8 @@ def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, c
             est = _estimates(block, config, per_layer=False, trace=whole["trace"].blocks.get(name))
             _write(layout, ref, k, est)
             rows.append(_row(ref, k, remaining, accuracy, est, layer_start))
+            if progress is not None:
+                progress(checkpoint_tag(ref), k + 2, steps)
     op.release()
     return {"tag": checkpoint_tag(ref), "status": "done", "iteration": ref.iteration, "epoch": ref.epoch,
             "kind": ref.kind, "path": str(ref.path), "loss": loss, "test_accuracy": accuracy,

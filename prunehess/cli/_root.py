@@ -6,6 +6,8 @@ error's code; ``--debug`` shows the traceback instead. Subcommands live in sibli
 """
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from prunehess.errors import PrunehessError
@@ -38,3 +40,5 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    # torch.func imports torch.jit.script, which some torch releases flag as deprecated: not the user's concern
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)

@@ -30,6 +30,31 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: Optional[str
     return value
 
 
+class _BlockBar:
+    """A one-line bar on a terminal's stderr for the blocks (whole model, each layer) of the checkpoint in flight;
+    log lines are printed above it. Nothing but the log lines when stderr is not a terminal."""
+
+    def __init__(self, width: int = 30):
+        self.width = width
+        self.live = click.get_text_stream("stderr").isatty()
+        self.drawn = False
+
+    def log(self, message: str) -> None:
+        if self.drawn:
+            click.echo("\r\033[K", nl=False, err=True)
+            self.drawn = False
+        click.echo(message, err=True)
+
+    def update(self, tag: str, done: int, total: int) -> None:
+        if not self.live or total <= 1:
+            return
+        filled = self.width * done // total
+        what = "whole model" if done == 1 else f"layer {done - 2}"
+        click.echo(f"\r\033[K  {tag} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} ({what} done)",
+                   nl=False, err=True)
+        self.drawn = True
+
+
 EPILOG = """\b
 Examples:
   prunehess extract --resume runs/ --zipname mnist.zip --compute-each-layer
@@ -107,7 +132,8 @@ def extract_command(data_parallel: bool, **options: Any) -> None:
     config = ExtractConfig.from_mapping(options)
     from prunehess.distributed import run_extract
 
-    report = run_extract(config, data_parallel=data_parallel, log=lambda msg: click.echo(msg, err=True))
+    bar = _BlockBar()
+    report = run_extract(config, data_parallel=data_parallel, log=bar.log, progress=bar.update)
     if report is None:
         return
     click.echo(f"done: {len(report.computed)} computed, {len(report.skipped)} already finished, "
