@@ -45,6 +45,21 @@ BATCHED_STRATEGIES = ("loop", "vmap", "graph_batched")
 ParamSelector = Union[None, Sequence[str], Callable[[str, Tensor], bool]]
 
 
+_CLEARLY_FASTER = 1.15  # tune(): a strategy must beat the default by this factor to be chosen
+
+
+def _cpu_high_water() -> int:
+    """The process's peak resident memory in bytes (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 def split_batch(x: Tensor, y: Tensor, mini_batch_size: int) -> list[tuple[Tensor, Tensor]]:
     """Split one batch into mini-batches of ``mini_batch_size`` samples (the last may be smaller)."""
     if mini_batch_size < 1:
@@ -230,12 +245,22 @@ class HessianOperator(LinearOperator):
             )
         return diff
 
-    def tune(self, *, k: int = 8, repeats: int = 3, candidates: Optional[Sequence[str]] = None) -> dict[str, float]:
+    def tune(
+        self,
+        *,
+        k: int = 8,
+        repeats: int = 3,
+        candidates: Optional[Sequence[str]] = None,
+        memory_factor: float = 1.5,
+    ) -> dict[str, float]:
         """Time each strategy on this operator and keep the fastest for single and for batched products.
 
-        Measures seconds per product (fastest of ``repeats``) for ``graph``, ``double_backward`` and ``forward_over_reverse`` (single) and
-        ``vmap`` and ``graph_batched`` over ``k`` vectors; strategies that fail (unsupported operator, out of
-        memory) are skipped. Returns the timings (also kept in :attr:`tuning`).
+        Measures seconds per product (fastest of ``repeats``) for ``graph``, ``double_backward`` and
+        ``forward_over_reverse`` (single) and ``vmap`` and ``graph_batched`` over ``k`` vectors. Strategies that
+        fail (unsupported operator, out of memory) are skipped, and a batched strategy is kept only if its peak
+        memory stays within ``memory_factor`` times the chosen single strategy's (batched products hold ``k``
+        sets of activations; on a CPU the process's high-water mark is watched instead). Returns the timings
+        (also kept in :attr:`tuning`); rejected batched strategies appear as ``inf``.
         """
         from prunehess.operators.hvp import STRATEGIES
 
@@ -267,25 +292,53 @@ class HessianOperator(LinearOperator):
                 return None
 
         saved = (self.strategy, self.batched_strategy)
+        peaks: dict[str, int] = {}
         for name in singles:
             self.strategy = name
+            self._reset_peak()
             t = timed(lambda: self._matvec(v))
             if t is not None:
                 timings[name] = t
+                peaks[name] = self._peak()
         best_single = min(timings, key=timings.get) if timings else saved[0]
+        if "graph" in timings and timings["graph"] <= _CLEARLY_FASTER * timings[best_single]:
+            best_single = "graph"  # near-ties go to graph reuse: cheapest in principle, and timings are noisy
         self.strategy = best_single
         batched_timings = {"loop": timings.get(best_single, float("inf"))}
         for name in batched:
             self.batched_strategy = name
+            before = self._reset_peak()
             t = timed(lambda: self._matmat(V))
             if t is not None:
                 batched_timings[name] = t / k
+                if not self._within(peaks.get(best_single, 0), before, self._peak(), memory_factor):
+                    batched_timings[name] = float("inf")
         timings.update({f"batched:{n}": t for n, t in batched_timings.items()})
-        self.batched_strategy = min(batched_timings, key=batched_timings.get)
+        fastest = min(batched_timings, key=batched_timings.get)
+        # a batched strategy must clearly beat one product at a time to be worth its memory
+        self.batched_strategy = fastest if _CLEARLY_FASTER * batched_timings[fastest] < batched_timings["loop"] else "loop"
         if self.strategy != "graph" and self.batched_strategy != "graph_batched":
             self.release()
         self.tuning = timings
         return timings
+
+    def _reset_peak(self) -> int:
+        """Start a peak-memory measurement; returns the current high-water mark (CPU) or 0 (CUDA)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return 0
+        return _cpu_high_water()
+
+    def _peak(self) -> int:
+        """Peak bytes since :meth:`_reset_peak` (CUDA), or the process's high-water mark (CPU)."""
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        return _cpu_high_water()
+
+    def _within(self, single_peak: int, before: int, after: int, factor: float) -> bool:
+        if self.device.type == "cuda":
+            return after <= factor * max(single_peak, 1)
+        return after - before <= (factor - 1.0) * before  # the high-water mark may only grow a little
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
