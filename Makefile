@@ -31,7 +31,7 @@ test: install-test
 
 bench: install
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_engine.py --models lenet   # ResNet-20 on a CPU takes hours: add --device cuda
 
 clean:
 	rm -rf $(VENV) demo_output *.egg-info

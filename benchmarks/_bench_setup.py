@@ -176,7 +176,7 @@ def _split(x: Tensor, y: Tensor, mini: int, device: torch.device) -> list[tuple[
 def make_workloads(model_name: str, *, device: torch.device, data_root: Optional[str], quick: bool, seed: int = 0,
                    prune_fraction: float = 0.8) -> list[Workload]:
     """The dense and pruned workloads of ``model_name`` (``lenet`` or ``resnet20``); ``quick``: smaller batches
-    (LeNet 200 samples in mini-batches of 100, ResNet-20 16 samples in one) and fewer SGD steps."""
+    (LeNet 200 samples in mini-batches of 100, ResNet-20 4 samples in one) and fewer SGD steps."""
     torch.manual_seed(seed)
     if model_name == "lenet":
         n_hess, mini = (200, 100) if quick else (1000, 200)
@@ -194,13 +194,13 @@ def make_workloads(model_name: str, *, device: torch.device, data_root: Optional
         steps, batch, lr = (30, 128, 0.05) if quick else (150, 128, 0.05)
         title = "LeNet-300-100"
     elif model_name == "resnet20":
-        n_hess, mini = (16, 16) if quick else (200, 200)
+        n_hess, mini = (4, 4) if quick else (200, 200)
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(n_hess, 3, 32, 32, generator=g)
         y = torch.randint(0, 10, (n_hess,), generator=g)
         note = "random CIFAR-shaped data"
         model, source = build("resnet20")
-        steps, batch, lr = (3, 16, 0.05) if quick else (20, 50, 0.05)
+        steps, batch, lr = (3, 4, 0.05) if quick else (20, 50, 0.05)
         title = "ResNet-20"
     else:
         raise ValueError(f"unknown model {model_name!r}; choose lenet or resnet20")

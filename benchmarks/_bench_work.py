@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from _bench_measure import sync, timed
 from _bench_pyhessian import HVPCounter, build_hessian, eig_shim, only_params, release
@@ -31,6 +31,15 @@ class Settings:
 
 
 # ----- PyHessian -------------------------------------------------------------------------------------------------
+def sign_stop(vhv: Sequence[float], max_iter: int) -> bool:
+    """Whether PyHessian's ``trace()`` stopped only because its running mean was negative: its rule
+    ``|mean − previous| / (previous + 1e-6) < tol`` divides by the *signed* previous mean, so any negative
+    running mean passes the test at the next probe."""
+    if len(vhv) >= max_iter or len(vhv) < 2:
+        return False
+    previous = sum(vhv[:-1]) / (len(vhv) - 1)
+    return previous + 1e-6 < 0
+
 def _clock(device: torch.device, fn):
     sync(device)
     import time
@@ -59,13 +68,14 @@ def pyhessian_full(model: nn.Module, batches, device: torch.device, s: Settings,
         if "trace" in parts:
             before = counter.count
             t, vhv = _clock(device, lambda: H.trace(maxIter=s.trace_max_iter, tol=s.trace_tol))
-            out.update(trace_s=t, trace_hvps=counter.count - before, trace=float(sum(vhv) / len(vhv)))
+            out.update(trace_s=t, trace_hvps=counter.count - before, trace=float(sum(vhv) / len(vhv)),
+                       sign_stop=sign_stop(vhv, s.trace_max_iter))
             total += t
         if "density" in parts:
             before = counter.count
             t, (nodes, weights) = _clock(device, lambda: H.density(iter=s.density_iter, n_v=s.density_runs))
             finite = [x for run in nodes for x in run if math.isfinite(x)]
-            out.update(density_s=t, density_hvps=counter.count - before, density_top=max(finite) if finite else float("nan"))
+            out.update(density_s=t, density_hvps=counter.count - before, density_top=float(max(finite)) if finite else float("nan"))
             total += t
         del H
         release(model)
@@ -181,25 +191,36 @@ def pyhessian_layers(model, batches, device, s: Settings, names: Sequence[str]) 
     return {"total_s": total, "hvps": hvps, "per": per}
 
 
-def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], *, strategy: str, batched: str) -> dict:
-    """One operator; every block's trace from one set of Hutchinson probes; Lanczos top-1 and SLQ per block."""
+def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], *, strategy: str, batched: str,
+                     shared_traces: bool = True) -> dict:
+    """One operator; every block's trace from one set of ``trace_max_iter`` Hutchinson probes (no early stop: the
+    full trace's stopping rule says nothing about the blocks'); Lanczos top-1 and SLQ per block."""
     import time
 
     sync(device)
     start = time.perf_counter()
     H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
     sub = H.restrict(list(names))
-    tr = sub.trace(per_layer=True, n_probes=s.trace_max_iter, tol=s.trace_tol, batch_size=probe_batch(batched), seed=s.seed)
+    trace_hvps = 0
+    if shared_traces:
+        tr = sub.trace(per_layer=True, n_probes=s.trace_max_iter, batch_size=probe_batch(batched), seed=s.seed)
+        trace_hvps = tr.n_hvp
     per = {}
     for name, block in sub.layers().items():
         top = block.top_eigen(k=1, seed=s.seed)
         dens = block.density(n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed)
-        per[name] = {"top": [float(top.eigenvalues[0])], "trace": tr.blocks[name].estimate, "hvps": top.n_hvp + dens.n_hvp}
+        if shared_traces:
+            estimate, extra = tr.blocks[name].estimate, 0
+        else:  # the block's own probes, PyHessian's rule
+            own = block.trace(n_probes=s.trace_max_iter, tol=s.trace_tol, batch_size=probe_batch(batched), seed=s.seed)
+            estimate, extra = own.estimate, own.n_hvp
+            trace_hvps += extra
+        per[name] = {"top": [float(top.eigenvalues[0])], "trace": estimate, "hvps": top.n_hvp + dens.n_hvp + extra}
     sync(device)
     total = time.perf_counter() - start
-    hvps = tr.n_hvp + sum(p["hvps"] for p in per.values())
+    hvps = (trace_hvps if shared_traces else 0) + sum(p["hvps"] for p in per.values())
     H.release()
-    return {"total_s": total, "hvps": hvps, "trace_hvps": tr.n_hvp, "per": per}
+    return {"total_s": total, "hvps": hvps, "trace_hvps": trace_hvps, "per": per}
 
 
 # ----- trace accuracy over several seeds -------------------------------------------------------------------------
@@ -213,7 +234,8 @@ def pyhessian_traces(model: nn.Module, batches, device: torch.device, s: Setting
             torch.manual_seed(seed)
             before = counter.count
             t, vhv = _clock(device, lambda: H.trace(maxIter=s.trace_max_iter, tol=s.trace_tol))
-            out.append({"s": t, "hvps": counter.count - before, "trace": float(sum(vhv) / len(vhv))})
+            out.append({"s": t, "hvps": counter.count - before, "trace": float(sum(vhv) / len(vhv)),
+                        "sign_stop": sign_stop(vhv, s.trace_max_iter)})
         del H
         release(model)
     return out

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -76,8 +76,11 @@ def rel(est: Optional[float], ref: Optional[float]) -> Optional[float]:
     return abs(est - ref) / abs(ref)
 
 
-def rel_many(est: list[float], ref: list[float]) -> Optional[float]:
-    est = sorted(est, reverse=True)
+def rel_many(est: list[float], ref: list[float], *, by_magnitude: bool = False) -> Optional[float]:
+    """Worst relative error after sorting both lists (by value, or by magnitude for power iteration)."""
+    key = abs if by_magnitude else None
+    est = sorted(est, key=key, reverse=True)
+    ref = sorted(ref, key=key, reverse=True)
     if len(est) > len(ref):
         return None
     return max(abs(e - r) / abs(r) for e, r in zip(est, ref))
@@ -89,12 +92,14 @@ def log(msg: str) -> None:
 
 # ----- the benchmark of one model --------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, args, device: torch.device, settings: Settings, state_dir: str):
+    def __init__(self, args, device: torch.device, settings: Settings, state_dir: str, sections: list, flush):
+        self.sections = sections  # shared with main(), which writes them out at every flush()
+        self.flush = flush
         self.args = args
         self.device = device
         self.s = settings
         self.state_dir = state_dir
-        self.repeats = 2 if args.quick else args.repeats
+        self.repeats = 1 if args.quick else args.repeats
         self.memory = args.memory != "off"
         self.seeds = list(range(args.trace_seeds))
 
@@ -119,10 +124,24 @@ class Bench:
         return PeakMemory(self.device) if (self.device.type == "cuda" and self.memory) else _null()
 
     def run(self, dense: Workload, pruned: Optional[Workload]) -> list[Section]:
-        sections = [self.dense_section(dense)]
+        if self.args.hvp_only:
+            sec = Section(f"{dense.title}: {dense.n_params:,} parameters, {dense.n_samples} samples in "
+                          f"{len(dense.batches)} mini-batch(es) [{self.device.type}]", notes=[dense.data_note])
+            self.sections.append(sec)
+            self.hvp_rows(sec, dense)
+            self.tune_row(sec, dense)
+            self.flush()
+            return []
+        dense_sec = self.dense_section(dense)
+        self.sections.append(dense_sec)
+        self.flush()
         if pruned is not None and not self.args.skip_pruned:
-            sections.append(self.pruned_section(pruned))
-        return sections
+            self.sections.append(self.pruned_section(pruned))
+            self.flush()
+        if not self.args.skip_layers:  # last: the longest part
+            self.layer_rows(dense_sec, dense, self.diag)
+            self.flush()
+        return []
 
     # ----- the dense model: everything
     def dense_section(self, w: Workload) -> Section:
@@ -134,7 +153,7 @@ class Bench:
 
         grad = self.hvp_rows(sec, w)
         strategy, batched, t_tune = self.tune_row(sec, w)
-        ref_vals, diag, tr_exact = self.references(sec, w)
+        ref_vals, ref_lm, diag, tr_exact = self.references(sec, w)
 
         log(f"{w.key}: full analysis (top-1 + trace + density), PyHessian")
         peak = self._peak()
@@ -153,32 +172,36 @@ class Bench:
 
         # top-1
         sec.add("top-1: PyH power vs ph Lanczos (default tol 1e-4)", ph["top_s"], pn["top_s"], ph["top_hvps"], pn["top_hvps"],
-                rel(ph["top"][0], ref_vals[0]), rel(pn["top"][0], ref_vals[0]))
+                rel(ph["top"][0], ref_lm[0]), rel(pn["top"][0], ref_vals[0]))
         log(f"{w.key}: top-1 by prunehess power iteration")
         H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
         H @ torch.zeros(H.size, device=dev)  # the reused graph is built once per operator; keep it out of the timings
         t, r = timed(lambda: H.top_eigen(k=1, method="power", max_iter=s.power_max_iter, tol=s.power_tol, seed=s.seed), dev)
         sec.add("top-1: PyH power vs ph power (same rule)", ph["top_s"], t, ph["top_hvps"], r.n_hvp,
-                rel(ph["top"][0], ref_vals[0]), rel(float(r.eigenvalues[0]), ref_vals[0]))
+                rel(ph["top"][0], ref_lm[0]), rel(float(r.eigenvalues[0]), ref_lm[0]))
 
         # top-k
         log(f"{w.key}: top-{s.top_k}")
         phk = pyhessian_full(model, batches, dev, s, top_k=s.top_k, parts=("top",))
-        ph_errk = rel_many(phk["top"], ref_vals)
+        ph_errk = rel_many(phk["top"], ref_lm, by_magnitude=True)
+        sec.notes.append(f"top-{s.top_k} found by PyHessian's power iteration: " + ", ".join(f"{v:.6g}" for v in phk["top"]))
         for label, kwargs in [
             ("ph Lanczos (default tol 1e-4)", {}),
             ("ph Lanczos (tol 1e-2)", {"tol": 1e-2}),
             ("ph power (same rule)", {"method": "power", "max_iter": s.power_max_iter, "tol": s.power_tol}),
         ]:
             t, r = timed(lambda: H.top_eigen(k=s.top_k, seed=s.seed, **kwargs), dev)
-            sec.add(f"top-{s.top_k}: PyH power vs {label}", phk["top_s"] - 0.0, t, phk["top_hvps"], r.n_hvp, ph_errk,
-                    rel_many([float(x) for x in r.eigenvalues], ref_vals), note="error: worst of the k")
+            power = kwargs.get("method") == "power"
+            err = rel_many([float(x) for x in r.eigenvalues], ref_lm if power else ref_vals, by_magnitude=power)
+            sec.add(f"top-{s.top_k}: PyH power vs {label}", phk["top_s"], t, phk["top_hvps"], r.n_hvp, ph_errk, err,
+                    note="error: worst of the k" + (" (power: against the top-k by magnitude)" if power else ""))
         H.release()
 
         # trace
         sec.add("trace: PyH vs ph Hutchinson (PyH's rule), seed 0", ph["trace_s"], pn["trace_s"], ph["trace_hvps"],
                 pn["trace_hvps"], rel(ph["trace"], tr_exact), rel(pn["trace"], tr_exact),
-                note=f"probes batched {probe_batch(batched)} at a time ({batched})")
+                note=f"probes batched {probe_batch(batched)} at a time ({batched})"
+                     + ("; PyH stopped on a negative running mean" if ph.get("sign_stop") else ""))
         if self.seeds:
             log(f"{w.key}: trace accuracy over {len(self.seeds)} seeds")
             ph_t = pyhessian_traces(model, batches, dev, s, self.seeds)
@@ -187,7 +210,9 @@ class Bench:
                                         hutchpp_hvps=self.args.hutchpp_hvps)
                 sec.add(f"trace over {len(self.seeds)} seeds: PyH vs {label}", _mean(ph_t, "s"), _mean(pn_t, "s"),
                         round(_mean(ph_t, "hvps")), round(_mean(pn_t, "hvps")), _rms(ph_t, tr_exact), _rms(pn_t, tr_exact),
-                        note="mean time and HVPs per estimate; error: RMS over seeds")
+                        note="mean time and HVPs per estimate; error: RMS over seeds"
+                             + (f"; PyH stopped on a negative running mean in {sum(r['sign_stop'] for r in ph_t)} of "
+                                f"{len(ph_t)}" if any(r["sign_stop"] for r in ph_t) else ""))
 
         # density
         sec.add(f"density: SLQ iter={s.density_iter}, n_v={s.density_runs}", ph["density_s"], pn["density_s"],
@@ -195,7 +220,7 @@ class Bench:
                 note="error: top Ritz node vs λ_max")
 
         # the whole analysis
-        e_ph = (rel(ph["top"][0], ref_vals[0]), rel(ph["trace"], tr_exact))
+        e_ph = (rel(ph["top"][0], ref_lm[0]), rel(ph["trace"], tr_exact))
         e_pn = (rel(pn["top"][0], ref_vals[0]), rel(pn["trace"], tr_exact))
         e_pp = (rel(pn_pp["top"][0], ref_vals[0]), rel(pn_pp["trace"], tr_exact))
         sec.add("FULL ANALYSIS: top-1 + trace (PyH's rule) + density", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"],
@@ -207,9 +232,19 @@ class Bench:
         if ph_mem is not None or pn_mem is not None:
             how = "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "VmHWM of a fresh process per tool"
             sec.add("PEAK MEMORY: full analysis", ph_mem, pn_mem, unit="MiB", note=f"{how}; ratio > 1: prunehess uses less")
+        if batched != "loop":
+            log(f"{w.key}: full analysis, prunehess with batched=loop (memory trade-off)")
+            peak = self._peak()
+            with peak:
+                pl = prunehess_full(model, batches, dev, s, strategy=strategy, batched="loop", masks=None)
+            pl_mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(
+                w, "pn-full", {"strategy": strategy, "batched": "loop", "masks": None})
+            e_pl = (rel(pl["top"][0], ref_vals[0]), rel(pl["trace"], tr_exact))
+            sec.add(f"FULL ANALYSIS, ph without batching ({strategy} + loop)", ph["total_s"], pl["total_s"], ph["hvps"],
+                    pl["hvps"], max(e_ph), max(e_pl), note="what tune() would pick if batched products had to fit "
+                    "PyHessian's memory" + _mem_pair(ph_mem, pl_mem))
 
-        if not self.args.skip_layers:
-            self.layer_rows(sec, w, diag)
+        self.diag = diag
         return sec
 
     def hvp_rows(self, sec: Section, w: Workload) -> float:
@@ -246,28 +281,39 @@ class Bench:
         t_tune, timings = timed(lambda: H.tune(**kwargs), self.device)
         strategy, batched = H.strategy, H.batched_strategy
         H.release()
-        sec.add("tune(): picks the strategies", pn=t_tune,
-                note=f"picked {strategy} + batched {batched}; its timings per HVP: "
-                     + ", ".join(f"{k.replace('batched:', 'b:')} {_t(v)}" for k, v in timings.items()))
+        note = (f"picked {strategy} + batched {batched}; its timings per HVP: "
+                + ", ".join(f"{k.replace('batched:', 'b:')} {_t(v)}" for k, v in timings.items()))
+        if self.args.quick:  # on tiny batches the pick is noise, and a vmap pick makes the smoke run slow
+            strategy, batched = "graph", "loop"
+            note += "; --quick uses graph + loop regardless"
+        sec.add("tune(): picks the strategies", pn=t_tune, note=note)
         self.strategy, self.batched = strategy, batched
         return strategy, batched, t_tune
 
     def references(self, sec: Section, w: Workload):
+        """Top-k by value (Lanczos "LA", for Lanczos) and by magnitude ("LM", what power iteration finds), both at
+        ``--ref-tol``; the exact Hessian diagonal (trace and block traces)."""
         s, dev, model, batches = self.s, self.device, w.model, w.batches
         log(f"{w.key}: references (Lanczos tol={self.args.ref_tol:g}; exact diagonal)")
         H = operator(model, batches, strategy=self.strategy, batched=self.batched, masks=None)
-        t_ref, ref = timed(lambda: H.top_eigen(k=s.top_k, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123), dev)
-        ref_vals = [float(x) for x in ref.eigenvalues]
+        kw = dict(k=s.top_k, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
+        t_ref, ref = timed(lambda: H.top_eigen(which="LA", **kw), dev)
+        ref_lm = H.top_eigen(which="LM", **kw)
+        la = [float(x) for x in ref.eigenvalues]
+        lm = [float(x) for x in ref_lm.eigenvalues]
         t_exact, diag = timed(lambda: exact_diagonal(model, batches), dev)
         tr_exact = traces(diag)[0]
         check = spot_check(H, diag)
         H.release()
+        same = all(abs(a - b) <= 1e-6 * abs(a) for a, b in zip(la, lm))
         sec.notes.append(
             f"references: top-{s.top_k} by Lanczos tol={self.args.ref_tol:g} ({ref.n_hvp} HVPs, {t_ref:.1f} s, "
-            f"converged={ref.converged}): " + ", ".join(f"{v:.6g}" for v in ref_vals)
+            f"converged={ref.converged}): " + ", ".join(f"{v:.6g}" for v in la)
+            + ("" if same else f"; by magnitude (what power iteration converges to; {ref_lm.n_hvp} HVPs, converged="
+               f"{ref_lm.converged}): " + ", ".join(f"{v:.6g}" for v in lm))
             + f"; exact trace {tr_exact:.6g} from the exact Hessian diagonal ({t_exact:.1f} s; "
             f"spot-checked against eᵢᵀHeᵢ on 4 coordinates: max rel. diff {check:.1e})")
-        return ref_vals, diag, tr_exact
+        return la, lm, diag, tr_exact
 
     def layer_rows(self, sec: Section, w: Workload, diag) -> None:
         s, dev, model, batches = self.s, self.device, w.model, w.batches
@@ -281,23 +327,29 @@ class Bench:
             names = list(dict.fromkeys(names[round(i * step)] for i in range(limit)))
         log(f"{w.key}: per-layer mode over {len(names)} tensors, PyHessian")
         ph = pyhessian_layers(model, batches, dev, s, names)
-        log(f"{w.key}: per-layer mode, prunehess")
+        log(f"{w.key}: per-layer mode, prunehess (shared probes, then per-block probes)")
         pn = prunehess_layers(model, batches, dev, s, names, strategy=self.strategy, batched=self.batched)
+        pb = prunehess_layers(model, batches, dev, s, names, strategy=self.strategy, batched=self.batched, shared_traces=False)
         log(f"{w.key}: per-layer references")
         H = operator(model, batches, strategy=self.strategy, batched=self.batched, masks=None)
-        top_ref = {n: float(H.restrict([n]).top_eigen(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter,
-                                                     seed=123).eigenvalues[0]) for n in names}
+        top_ref = {}
+        for n in names:
+            block = H.restrict([n])
+            kw = dict(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
+            top_ref[n] = (float(block.top_eigen(which="LA", **kw).eigenvalues[0]),
+                          float(block.top_eigen(which="LM", **kw).eigenvalues[0]))
         H.release()
         tr_blocks = traces(diag)[1]
         tr_ph = _median([rel(ph["per"][n]["trace"], tr_blocks[n]) for n in names])
-        tr_pn = _median([rel(pn["per"][n]["trace"], tr_blocks[n]) for n in names])
-        top_ph = _median([rel(ph["per"][n]["top"][0], top_ref[n]) for n in names])
-        top_pn = _median([rel(pn["per"][n]["top"][0], top_ref[n]) for n in names])
+        top_ph = _median([rel(ph["per"][n]["top"][0], top_ref[n][1]) for n in names])
         subset = "" if len(names) == len(all_names) else f" ({len(names)} of {len(all_names)}, evenly spaced)"
-        sec.add(f"PER-LAYER MODE: top-1 + trace + density per tensor, {len(names)} tensors{subset}", ph["total_s"],
-                pn["total_s"], ph["hvps"], pn["hvps"], tr_ph, tr_pn,
-                note=f"error: median per-layer trace error (top-1: {_e(top_ph)}/{_e(top_pn)}); "
-                     f"ph's layer traces share {pn['trace_hvps']} HVPs")
+        for res, how in ((pn, f"traces from {s.trace_max_iter} shared probes"), (pb, "traces per block, PyH's rule")):
+            tr_pn = _median([rel(res["per"][n]["trace"], tr_blocks[n]) for n in names])
+            top_pn = _median([rel(res["per"][n]["top"][0], top_ref[n][0]) for n in names])
+            sec.add(f"PER-LAYER: top-1 + trace + density per tensor, {len(names)} tensors{subset}; ph {how}",
+                    ph["total_s"], res["total_s"], ph["hvps"], res["hvps"], tr_ph, tr_pn,
+                    note=f"error: median per-layer trace error (top-1: {_e(top_ph)}/{_e(top_pn)}); "
+                         f"ph trace HVPs {res['trace_hvps']}")
 
     # ----- the pruned model: mask-aware analysis
     def pruned_section(self, w: Workload) -> Section:
@@ -312,6 +364,9 @@ class Bench:
         for masks in (None, "auto"):
             H = operator(model, batches, strategy=strategy, batched=batched, masks=masks)
             r = H.top_eigen(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
+            if masks is None:
+                lm = float(H.top_eigen(k=1, which="LM", tol=self.args.ref_tol, max_iter=self.args.ref_max_iter,
+                                       seed=123).eigenvalues[0])
             H.release()
             refs[masks] = (float(r.eigenvalues[0]), traces(diag, None if masks is None else weight_masks)[0], H.size)
         log(f"{w.key}: full analysis, PyHessian (all parameters: its only behaviour)")
@@ -320,7 +375,7 @@ class Bench:
             ph = pyhessian_full(model, batches, dev, s)
         ph_mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(w, "ph-full", {})
         l_all, t_all, _ = refs[None]
-        e_ph = (rel(ph["top"][0], l_all), rel(ph["trace"], t_all))
+        e_ph = (rel(ph["top"][0], lm), rel(ph["trace"], t_all))
         for masks, label in ((None, "all parameters (PyHessian's operator)"), ("auto", "surviving weights (default)")):
             log(f"{w.key}: full analysis, prunehess on {label}")
             peak = self._peak()
@@ -440,7 +495,8 @@ def parse_args(argv=None):
     p.add_argument("--data-root", default=str(HERE.parent.parent / "shared" / "data"),
                    help="folder with torchvision's MNIST/raw files (else random MNIST-shaped data)")
     p.add_argument("--models", default="lenet,resnet20", help="comma-separated: lenet, resnet20")
-    p.add_argument("--quick", action="store_true", help="smoke run of every code path on small batches (< 60 s)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run of every code path on small batches, 1 thread unless --threads (< 60 s); measures nothing")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--markdown", default=None, metavar="PATH", help="also write the table as markdown here")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the raw rows as JSON here")
@@ -448,6 +504,7 @@ def parse_args(argv=None):
                    help="peak memory (CPU: fresh worker processes re-run the work; off saves that time)")
     p.add_argument("--layer-limit", type=int, default=None,
                    help="per-layer mode on this many evenly spaced parameter tensors (default: all; 6 for ResNet-20 on CPU)")
+    p.add_argument("--hvp-only", action="store_true", help="only the gradient, HVP-strategy and tune() rows")
     p.add_argument("--skip-layers", action="store_true", help="leave out per-layer mode")
     p.add_argument("--skip-pruned", action="store_true", help="leave out the pruned variants")
     p.add_argument("--trace-seeds", type=int, default=5, help="seeds for the trace-accuracy rows (RMS error); 0: skip them")
@@ -483,12 +540,14 @@ def main(argv=None) -> int:
         print(f"unknown model(s) {unknown}; choose from lenet, resnet20", file=sys.stderr)
         return 2
     if args.quick:
-        settings = Settings(power_max_iter=20, trace_max_iter=20, density_iter=20, top_k=2)
+        settings = Settings(power_max_iter=8, trace_max_iter=8, density_iter=8, top_k=2)
         args.layer_limit = args.layer_limit or 2
-        args.trace_seeds = min(args.trace_seeds, 2)
-        args.hutchpp_hvps = min(args.hutchpp_hvps, 12)
-        args.ref_max_iter = min(args.ref_max_iter, 80)
-        args.ref_tol = max(args.ref_tol, 1e-6)
+        args.trace_seeds = min(args.trace_seeds, 1)
+        args.hutchpp_hvps = min(args.hutchpp_hvps, 6)
+        args.ref_max_iter = min(args.ref_max_iter, 30)
+        args.ref_tol = max(args.ref_tol, 1e-5)
+        args.threads = args.threads or 1
+        torch.set_num_threads(args.threads)
         if args.memory == "auto":
             args.memory = "off"
     else:
@@ -500,7 +559,7 @@ def main(argv=None) -> int:
         f"- command: `python benchmarks/bench_engine.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"- {SHIM_NOTE}",
         "- ratio = PyHessian / prunehess (time: speed-up; memory: saving). HVPs and errors are PyHessian / prunehess; "
-        "errors are relative to Lanczos tol 1e-8 (eigenvalues) and the exact trace.",
+        f"errors are relative to Lanczos tol {args.ref_tol:g} (eigenvalues) and the exact trace.",
         f"- PyHessian settings (both tools): power maxIter={settings.power_max_iter} tol={settings.power_tol:g}, "
         f"trace maxIter={settings.trace_max_iter} tol={settings.trace_tol:g}, density iter={settings.density_iter} "
         f"n_v={settings.density_runs}; seed {settings.seed}" + (" (--quick: reduced)" if args.quick else ""),
@@ -510,23 +569,29 @@ def main(argv=None) -> int:
     worst = max(abs(a - b) / abs(b) for _, a, b in checks)
     preamble.append(f"- exact-trace reference checked against torch.func.hessian on tiny networks "
                     f"({', '.join(c for c, _, _ in checks)}): max rel. difference {worst:.1e}")
-    sections = []
+    sections: list[Section] = []
+
+    def write(final: bool = False) -> None:
+        """Write the files (also after every part, so a run cut short keeps what it measured)."""
+        head = preamble + ([] if final else ["- (partial: the run had not finished when this was written)"])
+        if args.markdown:
+            Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.markdown).write_text(render_markdown(sections, head))
+        if args.json:
+            Path(args.json).write_text(json.dumps(
+                {"preamble": head, "sections": [{"title": sec.title, "notes": sec.notes, "rows": [asdict(r) for r in sec.rows]}
+                                                for sec in sections]}, indent=1, default=float))
+
     with tempfile.TemporaryDirectory(prefix="prunehess-bench-") as state_dir:
         for name in models:
             log(f"{name}: building the model, data and weights")
             dense, pruned = make_workloads(name, device=device, data_root=args.data_root, quick=args.quick)
-            bench = Bench(args, device, settings, state_dir)
-            sections += bench.run(dense, pruned)
+            Bench(args, device, settings, state_dir, sections, write).run(dense, pruned)
             del dense, pruned
     preamble.append(f"- total benchmark time {time.perf_counter() - started:.0f} s")
     print("\n".join(preamble))
     print(render_text(sections))
-    if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text(render_markdown(sections, preamble))
-    if args.json:
-        Path(args.json).write_text(json.dumps([{"title": sec.title, "notes": sec.notes, "rows": [asdict(r) for r in sec.rows]}
-                                               for sec in sections], indent=1))
+    write(final=True)
     return 0
 
 

@@ -136,6 +136,7 @@ def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Call
                 finalize(config, unpacked=folder)
         parts: list = [None] * world
         dist.all_gather_object(parts, (report.computed, report.skipped, report.failed))
+        barrier()  # nothing in flight when the group goes
         if rank != 0:
             return None
         if not data_parallel:  # every rank has its own checkpoints: the job's report counts them all
@@ -147,4 +148,33 @@ def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Call
     finally:
         if state is not None:
             state.release()
-        dist.destroy_process_group()
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """``destroy_process_group()``, then give the collectives' worker threads time to let go of their last tensors.
+
+    With torch 2.14, once ``torch.func`` has run (the forward-over-reverse and vmap strategies, measured by
+    ``--strategy auto``), the process group outlives ``destroy_process_group()`` and its Gloo worker threads keep
+    running; one that frees a finished collective (and the Python-owned tensor in it) while the interpreter is
+    shutting down aborts the process ("terminate called without an active exception", SIGABRT) after the run has
+    finished: a failed job with complete results. Waiting here, without the GIL, while such threads remain (at
+    most half a second) lets them finish first.
+    """
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline and _threads_named(("pt_gloo", "gloo_", "pt_nccl")):
+        time.sleep(0.01)
+
+
+def _threads_named(prefixes: tuple[str, ...]) -> bool:
+    """Whether a thread of this process has a name starting with one of ``prefixes`` (Linux; else False)."""
+    for comm in Path("/proc/self/task").glob("*/comm"):
+        try:
+            if comm.read_text().startswith(prefixes):
+                return True
+        except OSError:
+            continue
+    return False

@@ -5,7 +5,7 @@ For a symmetric ``A`` and a unit start vector ``q₀``, ``m`` Lanczos steps buil
 ``β``). The Ritz values (eigenvalues of ``T``) approximate the extreme eigenvalues of ``A`` after far fewer
 products than power iteration needs, and the Ritz pair ``(θ, Q s)`` has residual ``‖A Q s − θ Q s‖ = β_m |s_m|``
 (Golub & Van Loan, *Matrix Computations*, §10.1). Every new vector is orthogonalised twice against the whole
-basis (classical Gram–Schmidt, "twice is enough"), so no spurious copies of converged eigenvalues appear.
+basis (classical Gram–Schmidt, repeated when needed: "twice is enough"), so no spurious copies of converged eigenvalues appear.
 
 Several independent runs advance in lockstep, so one batched product ``A @ [v₁ … v_r]`` serves them all
 (this is how stochastic Lanczos quadrature uses ``vmap``).
@@ -47,10 +47,17 @@ def tridiagonal_matrix(alpha: Tensor, beta: Tensor) -> Tensor:
 
 
 def _orthogonalise(W: Tensor, Q: Tensor) -> Tensor:
-    """Remove from each row of ``W`` (``r × n``) its components along the rows of ``Q`` (``r × j × n``), twice."""
+    """Remove from each row of ``W`` (``r × n``) its components along the rows of ``Q`` (``r × j × n``).
+
+    Classical Gram–Schmidt, repeated once where the first pass cancelled much of the vector
+    (‖w_after‖ < 0.7 ‖w_before‖, the Daniel–Gragg–Kaufman–Stewart criterion), which is when roundoff could leave
+    it short of orthogonal.
+    """
     for _ in range(2):
-        H = torch.bmm(Q, W.unsqueeze(2))
-        W = W - torch.bmm(Q.transpose(1, 2), H).squeeze(2)
+        before = W.norm(dim=1)
+        W = W - torch.bmm(Q.transpose(1, 2), torch.bmm(Q, W.unsqueeze(2))).squeeze(2)
+        if bool((W.norm(dim=1) >= 0.7 * before).all()):
+            break
     return W
 
 

@@ -216,7 +216,7 @@ class HessianOperator(LinearOperator):
         return self._reduce(flat) if self._reduce is not None else flat
 
     def _matvec(self, v: Tensor) -> Tensor:
-        hv = self._hvp(self.strategy).apply(self.space.from_flat(v))
+        hv = self._hvp(self.strategy).apply(self.space.from_flat(v.contiguous()))  # column views are slow
         return self._finish(self.space.to_flat(hv))
 
     def _matmat(self, V: Tensor) -> Tensor:
