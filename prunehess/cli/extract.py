@@ -1,6 +1,7 @@
 """``prunehess extract``: the command-line shell over :func:`prunehess.pipeline.extract`."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -36,7 +37,7 @@ class _BlockBar:
 
     def __init__(self, width: int = 30):
         self.width = width
-        self.live = click.get_text_stream("stderr").isatty()
+        self.live = sys.stderr.isatty()
         self.drawn = False
 
     def log(self, message: str) -> None:
