@@ -1,13 +1,13 @@
 """Fixtures for the torchrun / data-parallel tests: a small zip, extract runs as subprocesses, and a write spy.
 
 Every run here is ``prunehess extract`` on CPU with small numbers (digits, a Hessian batch of 100 in mini-batches
-of 25, no test accuracy, ``--strategy graph`` so that the Hessian-vector product strategy is fixed) on a zip of
+of 25, no test accuracy, 50 SLQ steps, ``--strategy graph`` so that the Hessian-vector product strategy is fixed) on a zip of
 five checkpoints cut from ``sample_checkpoints/digits.zip``. Distributed runs are launched exactly as a user
 would: ``python -m torch.distributed.run --nproc-per-node 2 -m prunehess extract ...`` with a free port, Gloo
 on the CPU, each rank's stdout/stderr in its own log file (``--redirects 3``).
 
 The *write spy* is a ``sitecustomize`` module (written into a temporary folder put first on ``PYTHONPATH``) that
-logs, per process, every file a process creates or replaces under the test's folder (``os.open`` for writing,
+logs, per process, every file a process creates or replaces under the given folders (``os.open`` for writing,
 ``open`` in a writing mode, ``os.replace``), labelled with the process's ``RANK``. With ``PRUNEHESS_SPY_SLOW``
 set it also sleeps that many seconds after each checkpoint record is written, so that a test can kill a run
 between two checkpoints without racing it.
@@ -43,7 +43,7 @@ SUBSET = ["initial_state_dict_lt.pth", "0_model_lt_epoch10.pth", "0_model_lt.pth
 TAGS = ["000_00", "001_10", "001_best", "002_10", "004_best"]  # in the pipeline's (numeric) order
 
 COMMON = ["--dataset", "digits", "--hessian-batch-size", "100", "--mini-hessian-batch-size", "25",
-          "--no-test-accuracy", "--strategy", "graph"]
+          "--no-test-accuracy", "--strategy", "graph", "--slq-steps", "50"]
 
 RUN_TIMEOUT = 240  # seconds; a hung collective fails the test instead of hanging the suite
 
@@ -90,10 +90,13 @@ class Run:
         return found[0].read_text()
 
 
-def run(cmd: list[str], env: Optional[dict] = None, log_dir: Optional[Path] = None, check: bool = True) -> Run:
+def run(cmd: list[str], cwd: Path, env: Optional[dict] = None, log_dir: Optional[Path] = None,
+        check: bool = True) -> Run:
+    """Run ``cmd`` in ``cwd`` (the test's folder: ``--resume run --output out`` are relative, so that config.yaml,
+    which records them, is the same for every run compared)."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env or base_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          cwd=REPO)
+                          cwd=cwd)
     result = Run(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start, log_dir)
     if check and proc.returncode != 0:
         ranks = ""
@@ -104,13 +107,44 @@ def run(cmd: list[str], env: Optional[dict] = None, log_dir: Optional[Path] = No
     return result
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the run we started (torchrun and its workers: its own session / process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (from /proc): torchrun's workers run in sessions of their own."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def kill_run(proc: subprocess.Popen) -> None:
+    """SIGKILL the run we started and every process below it at once (as a node failure or the scheduler's kill
+    would): killing torchrun alone leaves its workers running, as they live in sessions of their own."""
+    pids = [proc.pid, *_descendants(proc.pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in pids[1:]):
+        assert time.monotonic() < deadline, "killed workers still running after 30 s"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
 
 
 def make_resume(folder: Path, zip_bytes: bytes) -> Path:
@@ -131,14 +165,8 @@ def summary_rows(root: Path, ignore: Sequence[str] = ("seconds",)) -> list[dict[
         return [{k: v for k, v in row.items() if k not in ignore} for row in csv.DictReader(f)]
 
 
-def config_lines(root: Path) -> list[str]:
-    """config.yaml without its ``output:`` line (the one option that differs between the runs compared)."""
-    return [line for line in (root / "config.yaml").read_text().splitlines() if not line.startswith("output:")]
-
-
 def assert_same_tree(actual: Path, expected: Path) -> None:
-    """Same files; every .txt byte-identical; summary.csv the same rows but for ``seconds``; config.yaml the
-    same but for ``output``."""
+    """Same files; every .txt and config.yaml byte-identical; summary.csv the same rows but for ``seconds``."""
     __tracebackhide__ = True
     got, want = tree_files(actual), tree_files(expected)
     assert sorted(got) == sorted(want), (f"different files: only in {actual}: {sorted(set(got) - set(want))}; "
@@ -146,7 +174,7 @@ def assert_same_tree(actual: Path, expected: Path) -> None:
     differ = [name for name in want if name.endswith(".txt") and got[name].read_bytes() != want[name].read_bytes()]
     assert not differ, f"{len(differ)} .txt files differ between {actual} and {expected}: {differ[:10]}"
     assert summary_rows(actual) == summary_rows(expected)
-    assert config_lines(actual) == config_lines(expected)
+    assert (actual / "config.yaml").read_text() == (expected / "config.yaml").read_text()
 
 
 def records(output: Path) -> list[str]:
@@ -159,7 +187,7 @@ import os, sys, time
 _DIR = os.environ.get("PRUNEHESS_SPY_DIR")
 if _DIR:
     import builtins, io
-    _ROOT = os.path.realpath(os.environ["PRUNEHESS_SPY_ROOT"])
+    _ROOTS = tuple(os.path.realpath(r) + os.sep for r in os.environ["PRUNEHESS_SPY_ROOTS"].split(os.pathsep))
     _SLOW = float(os.environ.get("PRUNEHESS_SPY_SLOW") or 0)
     _orig_open, _orig_os_open, _orig_replace = builtins.open, os.open, os.replace
     _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -169,7 +197,7 @@ if _DIR:
             path = os.path.realpath(os.fsdecode(path))
         except TypeError:  # a file descriptor
             return
-        if not path.startswith(_ROOT + os.sep):
+        if not path.startswith(_ROOTS):
             return
         label = os.environ.get("RANK") or ("agent" if "torch.distributed.run" in " ".join(sys.argv) or
                                            sys.argv[0].endswith("run.py") else "single")
@@ -206,10 +234,11 @@ class Spy:
     folder: Path  # where the logs go
     pythonpath: Path  # holds sitecustomize.py
 
-    def env(self, root: Path, slow: float = 0.0) -> dict[str, str]:
+    def env(self, *roots: Path, slow: float = 0.0) -> dict[str, str]:
+        """The environment of a spied run: writes under ``roots`` (the zip's and the output folder) are logged."""
         env = base_env()
         env["PYTHONPATH"] = os.pathsep.join([str(self.pythonpath), *filter(None, [env.get("PYTHONPATH")])])
-        env.update(PRUNEHESS_SPY_DIR=str(self.folder), PRUNEHESS_SPY_ROOT=str(root))
+        env.update(PRUNEHESS_SPY_DIR=str(self.folder), PRUNEHESS_SPY_ROOTS=os.pathsep.join(map(str, roots)))
         if slow:
             env["PRUNEHESS_SPY_SLOW"] = str(slow)
         return env
@@ -249,7 +278,7 @@ def small_zip() -> bytes:
 def reference(tmp_path_factory, small_zip) -> Path:
     """The uninterrupted single-process output tree of the small zip (``python -m prunehess extract``)."""
     base = tmp_path_factory.mktemp("reference")
-    resume = make_resume(base / "run", small_zip)
-    run(extract_command(1, resume, base / "out"))
+    make_resume(base / "run", small_zip)
+    run(extract_command(1, Path("run"), Path("out")), cwd=base)
     assert records(base / "out") == TAGS
     return base / "out"

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import io
 import subprocess
 import time
 from pathlib import Path
@@ -16,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dist_support import (TAGS, assert_same_tree, base_env, config_lines, extract_command, kill_group, make_resume,
-                      records, run, summary_rows, tree_files)
+from dist_support import (TAGS, assert_same_tree, base_env, extract_command, kill_run, make_resume, records, run,
+                          summary_rows, tree_files)
+
+RUN, OUT = Path("run"), Path("out")  # relative to the test's folder, the runs' working directory
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +37,11 @@ def _tag_of(path: str) -> str:
 
 
 def test_sharded_run_equals_single_process(tmp_path, small_zip, reference, spy):
-    resume = make_resume(tmp_path / "run", small_zip)
-    out = tmp_path / "out"
+    make_resume(tmp_path / RUN, small_zip)
+    out = tmp_path / OUT
     # --parallel rides along: under torchrun it is ignored with a warning and changes nothing
-    result = run(extract_command(2, resume, out, ["--parallel"], log_dir=tmp_path / "logs"),
-                 env=spy.env(tmp_path), log_dir=tmp_path / "logs")
+    result = run(extract_command(2, RUN, OUT, ["--parallel"], log_dir=tmp_path / "logs"), cwd=tmp_path,
+                 env=spy.env(tmp_path / RUN, tmp_path / OUT), log_dir=tmp_path / "logs")
 
     assert_same_tree(out, reference)
     assert records(out) == TAGS
@@ -77,38 +80,38 @@ def _moments(nodes: np.ndarray, weights: np.ndarray, k: int) -> float:
 
 def test_data_parallel_run_equals_single_process(tmp_path, small_zip, reference, spy):
     """Each rank holds 2 of the 4 mini-batches; every product is all-reduced. The sums run in another order
-    than in one process, so the numbers agree to float32 rounding, not bit for bit: top eigenvalues, traces and
-    density nodes to 1e-6 relative; the density as a measure (its moments ``Σ w θ^k``, k ≤ 4) to 1e-6 relative.
-    Single weights of the 100-node quadrature move more (a few 1e-6 of the total mass here): they are as
-    sensitive to rounding as they are to switching between two exact one-process strategies (graph vs
-    double_backward differ just as much), so they are held to 2e-5 of the total mass."""
-    resume = make_resume(tmp_path / "run", small_zip)
-    out = tmp_path / "out"
-    result = run(extract_command(2, resume, out, ["--data-parallel"], log_dir=tmp_path / "logs"),
-                 env=spy.env(tmp_path), log_dir=tmp_path / "logs")
+    than in one process, so the numbers agree to float32 rounding, not bit for bit:
+
+    - top eigenvalues and traces (converged quantities): 1e-6 relative (measured: 2e-7);
+    - the spectral density as a measure, its moments ``Σ w θ^k`` for k = 1..4: 1e-6 relative (measured: 2e-7);
+    - single nodes and weights of the 50-step quadrature: 5e-5 of the largest |node| and of the total mass. A
+      Ritz value that has not converged moves with every rounding of the products (measured: 4e-6 nodes, 5e-6
+      weights); two exact one-process strategies, graph and double_backward, differ by as much (7e-6, 8e-6).
+    """
+    make_resume(tmp_path / RUN, small_zip)
+    out = tmp_path / OUT
+    result = run(extract_command(2, RUN, OUT, ["--data-parallel"], log_dir=tmp_path / "logs"), cwd=tmp_path,
+                 env=spy.env(tmp_path / RUN, tmp_path / OUT), log_dir=tmp_path / "logs")
 
     got, want = tree_files(out), tree_files(reference)
     assert sorted(got) == sorted(want)
-    assert config_lines(out) == config_lines(reference)
+    assert (out / "config.yaml").read_text() == (reference / "config.yaml").read_text()
     for name in want:
         if not name.endswith(".txt") or "/" not in name:
             continue
-        a, b = np.loadtxt(got[name], ndmin=2), np.loadtxt(want[name], ndmin=2)
+        a, b = np.loadtxt(got[name]).ravel(), np.loadtxt(want[name]).ravel()
         assert a.shape == b.shape, name
-        if name.startswith("density_weight"):
-            continue  # with the nodes below
-        scale = np.abs(b).max() if name.startswith("density_eigen") else np.abs(b)
-        np.testing.assert_array_less(np.abs(a - b), 1e-6 * scale + 1e-30, err_msg=name)
-    for name in (n for n in want if n.startswith("density_eigen")):
-        wname = name.replace("density_eigen", "density_weight")
-        # one SLQ run (the default): the weights sum to 1
-        nodes_a, nodes_b = np.loadtxt(got[name]).ravel(), np.loadtxt(want[name]).ravel()
-        w_a, w_b = np.loadtxt(got[wname]).ravel(), np.loadtxt(want[wname]).ravel()
-        assert abs(w_b.sum() - 1) < 1e-9
-        for k in range(5):
-            ma, mb = _moments(nodes_a, w_a, k), _moments(nodes_b, w_b, k)
-            assert abs(ma - mb) <= 1e-6 * abs(mb), f"{name}: moment {k}: {ma} vs {mb}"
-        assert np.abs(w_a - w_b).max() <= 2e-5, wname
+        if name.startswith(("top_eigenvalues", "trace")):
+            np.testing.assert_array_less(np.abs(a - b), 1e-6 * np.abs(b), err_msg=name)
+        elif name.startswith("density_eigen"):
+            np.testing.assert_array_less(np.abs(a - b), 5e-5 * np.abs(b).max(), err_msg=name)
+            w_a = np.loadtxt(got[name.replace("density_eigen", "density_weight")]).ravel()
+            w_b = np.loadtxt(want[name.replace("density_eigen", "density_weight")]).ravel()
+            assert abs(w_b.sum() - 1) < 1e-9  # one SLQ run (the default): the weights sum to 1
+            np.testing.assert_array_less(np.abs(w_a - w_b), 5e-5, err_msg=name.replace("eigen", "weight"))
+            for k in range(1, 5):
+                ma, mb = _moments(a, w_a, k), _moments(b, w_b, k)
+                assert abs(ma - mb) <= 1e-6 * abs(mb), f"{name}: moment {k}: {ma} vs {mb}"
 
     rows, expected = summary_rows(out), summary_rows(reference)
     assert len(rows) == len(expected)
@@ -126,48 +129,81 @@ def test_data_parallel_run_equals_single_process(tmp_path, small_zip, reference,
     assert "done: 5 computed" in result.rank_log(0)
 
 
-def _start(cmd, env) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+def _start(cmd, cwd, env) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
-@pytest.mark.parametrize("first, second", [(2, 1), (1, 2)], ids=["killed-2-ranks-resumed-by-1",
-                                                                  "killed-1-rank-resumed-by-2"])
-def test_killed_run_resumes_with_another_number_of_ranks(tmp_path, small_zip, reference, spy, first, second):
-    resume = make_resume(tmp_path / "run", small_zip)
-    out = tmp_path / "out"
-    # the spy sleeps 2 s after every checkpoint record: the kill lands between checkpoints of a live run
-    proc = _start(extract_command(first, resume, out), spy.env(tmp_path, slow=2.0))
+def _run_until_killed(nproc: int, cwd: Path, spy) -> list[str]:
+    """Start ``nproc`` processes on the output folder; SIGKILL them all as soon as one more checkpoint record
+    appears (the spy then sleeps 2 s after each record, so the kill lands between checkpoints of a live run)."""
+    out = cwd / OUT
+    before = records(out)
+    proc = _start(extract_command(nproc, RUN, OUT), cwd, spy.env(cwd / RUN, out, slow=2.0))
     try:
         deadline = time.monotonic() + 180
-        while not records(out):
+        while len(records(out)) <= len(before):
             assert proc.poll() is None, f"the run ended before writing a record: {proc.stderr.read()[-3000:]}"
-            assert time.monotonic() < deadline, "no checkpoint record after 180 s"
+            assert time.monotonic() < deadline, "no new checkpoint record after 180 s"
             time.sleep(0.05)
     finally:
-        kill_group(proc)
-    done_before = records(out)
-    assert 1 <= len(done_before) < len(TAGS), f"not killed mid-way: records {done_before}"
+        kill_run(proc)
+    after = records(out)
+    assert set(before) < set(after), (before, after)
+    assert len(after) < len(TAGS), f"not killed mid-way: records {after}"
+    return after
 
-    result = run(extract_command(second, resume, out, log_dir=tmp_path / "logs" if second > 1 else None),
-                 env=base_env(), log_dir=tmp_path / "logs" if second > 1 else None)
+
+def test_killed_runs_resume_with_another_number_of_ranks(tmp_path, small_zip, reference, spy):
+    """2 ranks killed after their first checkpoint(s) → 1 process resumes, killed after one more → 2 ranks
+    finish: the tree is the uninterrupted single-process one, byte for byte."""
+    make_resume(tmp_path / RUN, small_zip)
+    out = tmp_path / OUT
+    after_two = _run_until_killed(2, tmp_path, spy)
+    after_one = _run_until_killed(1, tmp_path, spy)
+    assert len(after_one) == len(after_two) + 1
+
+    logs = tmp_path / "logs"
+    result = run(extract_command(2, RUN, OUT, log_dir=logs), cwd=tmp_path, env=base_env(), log_dir=logs)
     assert_same_tree(out, reference)
     assert records(out) == TAGS
-    tail = result.rank_log(0) if second > 1 else result.stderr
-    assert f"{len(TAGS) - len(done_before)} computed, {len(done_before)} already finished, 0 failed" in tail
-    assert not list(out.rglob(".*.tmp")), "half-written temporaries of the killed run are left"
+    done = f"{len(TAGS) - len(after_one)} computed, {len(after_one)} already finished, 0 failed"
+    assert done in result.rank_log(0), result.rank_log(0)
+    assert not list(out.rglob(".*.tmp")), "half-written temporaries of the killed runs are left"
 
 
 def test_rank0_start_error_stops_every_rank(tmp_path, small_zip):
     """--data-parallel with fewer mini-batches than ranks: rank 0 refuses, rank 1 stops too, no hang."""
-    resume = make_resume(tmp_path / "run", small_zip)
+    make_resume(tmp_path / RUN, small_zip)
     logs = tmp_path / "logs"
-    cmd = extract_command(2, resume, tmp_path / "out", ["--data-parallel", "--mini-hessian-batch-size", "100"],
-                          log_dir=logs)
-    result = run(cmd, log_dir=logs, check=False)
+    cmd = extract_command(2, RUN, OUT, ["--data-parallel", "--mini-hessian-batch-size", "100"], log_dir=logs)
+    result = run(cmd, cwd=tmp_path, log_dir=logs, check=False)
     assert result.returncode != 0
     rank0, rank1 = result.rank_log(0), result.rank_log(1)
     assert "Error: --data-parallel over 2 processes needs at least 2 mini-batches" in rank0, rank0
     assert "Error: rank 1 stops: rank 0 could not start the run (--data-parallel over 2" in rank1, rank1
     assert "Traceback" not in rank0 + rank1
     assert not (tmp_path / "out" / ".prunehess" / "records").exists() or not records(tmp_path / "out")
+
+
+def test_sharded_ranks_agree_on_the_measured_strategy(tmp_path, small_zip, spy):
+    """``--strategy auto``: both ranks time the strategies on their first checkpoint at the same moment; the first
+    to save its choice wins, the other adopts it, and strategy.json is written by one process only."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(small_zip)) as src, zipfile.ZipFile(tmp_path / "small.zip", "w") as dst:
+        for name in ("initial_state_dict_lt.pth", "3_model_lt.pth", "train_config.yaml"):  # one checkpoint a rank
+            dst.writestr(name, src.read(name))
+    make_resume(tmp_path / RUN, (tmp_path / "small.zip").read_bytes())
+    logs = tmp_path / "logs"
+    result = run(extract_command(2, RUN, OUT, ["--strategy", "auto"], log_dir=logs), cwd=tmp_path,
+                 env=spy.env(tmp_path / RUN, tmp_path / OUT), log_dir=logs)
+    saved = json.loads((tmp_path / OUT / ".prunehess" / "strategy.json").read_text())
+    writers = [label for label, paths in spy.writes().items()
+               if any(p.endswith("/.prunehess/strategy.json") for p in paths)]
+    assert len(writers) == 1, f"strategy.json written by {writers}"
+    config = (tmp_path / OUT / "config.yaml").read_text()
+    assert f"strategy: {saved['strategy']}\n  batched_strategy: {saved['batched_strategy']}" in config, config
+    assert "HVP strategy:" in result.rank_log(0)
+    assert "HVP strategy:" not in result.rank_log(1) and "[1/1]" not in result.rank_log(1)
