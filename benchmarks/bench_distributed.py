@@ -2,22 +2,24 @@
 """Checkpoint sharding under torchrun: 2 processes against 1 on the same zip, wall clock.
 
 Runs ``prunehess extract`` on a zip (default: the bundled ``sample_checkpoints/digits.zip``, 17 checkpoints of
-fc1 on digits) once in one process and once as ``python -m torch.distributed.run --nproc-per-node N -m prunehess
-extract`` (Gloo on the CPU), alternating, ``--repeats`` times each, every run into a fresh folder, and prints the
-wall-clock times and the speedup (best of the repeats, and median). Every process gets ``--threads`` intra-op
-threads (default 1: N single-threaded ranks against one single-threaded process, the fair test of the sharding
-itself); ``--also-threads 2`` adds one-process runs with 2 threads, what a single process gets from the same
-cores without torchrun. The HVP strategy is fixed (``--strategy graph``) so that both sides do the same work,
-and the sharded output is checked against the one-process output (every .txt byte-identical).
+fc1 on digits, per-layer analysis, Hessian batch 1000 in mini-batches of 250: about a minute in one process)
+once in one process and once as ``python -m torch.distributed.run --nproc-per-node N -m prunehess extract``
+(Gloo on the CPU), alternating, ``--repeats`` times each, every run into a fresh folder, and prints the
+wall-clock times and the speedups: per repeat (runs next to each other), best against best, median against
+median. Every process gets ``--threads`` intra-op threads (default 1: N single-threaded ranks against one
+single-threaded process, the fair test of the sharding itself); ``--also-threads 2`` adds one-process runs with
+2 threads, what one process gets from the same cores without torchrun. The HVP strategy is fixed
+(``--strategy graph``) so that both sides do the same work, and the sharded output is checked against the
+one-process output (every .txt byte-identical).
 
 The machine may be shared: the script reports the CPUs this process may use and, for every run, how busy the
 machine was *besides* the benchmark (CPU-seconds of all processes from /proc/stat minus the benchmark's own
 children, divided by the run's wall time: "other load", in cores). Numbers measured with other load are
 lower bounds of the speedup.
 
-    python benchmarks/bench_distributed.py                       # 2 vs 1 on digits.zip, per-layer analysis
+    python benchmarks/bench_distributed.py                       # 2 vs 1 on digits.zip (about 2 minutes)
     python benchmarks/bench_distributed.py --repeats 3 --also-threads 2
-    python benchmarks/bench_distributed.py --zip runs/mnist.zip --extra "--dataset mnist --data-root data"
+    python benchmarks/bench_distributed.py --zip runs/mnist.zip --extra "--strategy graph --dataset mnist --data-root data"
     python benchmarks/bench_distributed.py --data-parallel        # also time --data-parallel (2 ranks)
 """
 from __future__ import annotations
@@ -155,7 +157,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         plan.append((f"{args.nproc} ranks (--data-parallel)", args.nproc, args.threads, True))
     results: dict[str, list[Measurement]] = {label: [] for label, *_ in plan}
     folders: dict[str, Path] = {}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for label, processes, threads, dp in plan:
             m, out = _run(label, processes, threads, args.zip, extra, keep, dp)
             results[label].append(m)
@@ -163,6 +165,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             other = "?" if m.other_load is None else f"{m.other_load:.2f}"
             print(f"  {label:32s} {m.seconds:7.1f} s wall  {m.cpu_seconds:7.1f} s CPU   other load {other} cores"
                   f"   (load avg before {m.loadavg_before})", flush=True)
+        single, sharded = results["1 process"][repeat], results[plan[1][0]][repeat]
+        print(f"  repeat {repeat + 1}: sharded speedup {single.seconds / sharded.seconds:.2f}x (runs next to each other)",
+              flush=True)
 
     reference = _txt_files(folders["1 process"])
     sharded = _txt_files(folders[plan[1][0]])
