@@ -12,6 +12,7 @@ from typing import Any, Optional
 import click
 
 from prunehess.cli._root import main
+from prunehess.config import load_yaml_config
 from prunehess.errors import ConfigError
 from prunehess.training.config import ABSA_REFERENCES, BATCH_SCHEDULES, OPTIMIZERS, PRUNE_TYPES, TrainConfig
 
@@ -24,28 +25,12 @@ def _load_config_file(ctx: click.Context, param: click.Parameter, value: Optiona
     """Feed a YAML file of option names (``-`` or ``_``) to click's ``default_map``: the command line wins."""
     if value is None:
         return
-    import yaml
-
-    try:
-        text = Path(value).read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{value}: cannot read ({err.strerror or err})") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError(f"{value}: not valid YAML{at}") from None
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{value}: expected a mapping of option names to values")
+    values = load_yaml_config(Path(value))
     known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
     defaults: dict[str, Any] = {}
-    for key, item in values.items():
-        name = str(key).replace("-", "_")
+    for name, item in values.items():
         if name not in known:
-            raise ConfigError(f"{value}: unknown option {key!r}")
+            raise ConfigError(f"{value}: unknown option {name!r}")
         defaults[name] = item
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
 

@@ -55,7 +55,7 @@ def test_digits_run_with_yaml_config_where_the_command_line_wins(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("dataset: digits\nlearning_rate: 0.1\n", "unknown option 'learning_rate'"),
-    ("dataset: [digits\n", "not valid YAML at line"),
+    ("dataset: [digits\n", "malformed YAML at line"),
     ("- digits\n", "expected a mapping"),
 ])
 def test_bad_config_files_are_one_line_errors(tmp_path, content, message):
