@@ -216,8 +216,10 @@ def _forward(model: nn.Module, config: ExtractConfig, device: torch.device, log:
         log("warning: --parallel needs CUDA devices; running on one device")
         return None
     count = torch.cuda.device_count()
-    log(f"DataParallel over {count} GPU(s)")
-    return nn.DataParallel(model)
+    first = device.index if device.index is not None else torch.cuda.current_device()
+    ids = [first] + [i for i in range(count) if i != first]  # DataParallel gathers on, and expects the model on, ids[0]
+    log(f"DataParallel over {count} GPU(s): {', '.join(f'cuda:{i}' for i in ids)}")
+    return nn.DataParallel(model, device_ids=ids, output_device=first)
 
 
 def _masks(model: nn.Module, ckpt: LoadedCheckpoint, config: ExtractConfig) -> Optional[dict[str, torch.Tensor]]:
