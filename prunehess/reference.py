@@ -6,7 +6,7 @@ Hessian (a few thousand parameters). The dense Hessian is taken over the same fl
 """
 from __future__ import annotations
 
-from typing import Callable, Literal, Mapping, Optional, Sequence, Union
+from typing import Callable, Literal, Mapping, Sequence, Union
 
 import torch
 import torch.nn.functional as F

@@ -4,10 +4,10 @@
   or bombs; never half-written).
 - :mod:`~prunehess.checkpoints.layouts`: :func:`discover` maps files to (prune iteration, epoch).
 - :mod:`~prunehess.checkpoints.loading`: :func:`load_checkpoint` (``weights_only``, wrappers, prefixes, prune
-  pairs, masks), :func:`load_into_model`, :func:`masks_from_zeros`.
+  pairs, masks), :func:`load_into_model`. Masks from exact zeros: :func:`prunehess.operators.zero_masks`.
 """
 from prunehess.checkpoints.layouts import CheckpointRef, Discovery, discover
-from prunehess.checkpoints.loading import LoadedCheckpoint, load_checkpoint, load_into_model, masks_from_zeros
+from prunehess.checkpoints.loading import LoadedCheckpoint, load_checkpoint, load_into_model
 from prunehess.checkpoints.zips import ZipLimits, safe_extract
 
 __all__ = [
@@ -22,5 +22,4 @@ __all__ = [
     "LoadedCheckpoint",
     "load_checkpoint",
     "load_into_model",
-    "masks_from_zeros",
 ]

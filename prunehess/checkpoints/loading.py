@@ -22,14 +22,14 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import Tensor, nn
 
 from prunehess.errors import CheckpointError
 
-__all__ = ["LoadedCheckpoint", "load_checkpoint", "load_into_model", "masks_from_zeros"]
+__all__ = ["LoadedCheckpoint", "load_checkpoint", "load_into_model"]
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 KNOWN_PREFIXES = ("module.", "model.", "_orig_mod.")
@@ -121,26 +121,6 @@ def load_into_model(model: nn.Module, ckpt: LoadedCheckpoint) -> None:
         model.load_state_dict(theirs, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{ckpt.path}: does not fit the model ({_one_line(str(exc))})") from None
-
-
-def masks_from_zeros(model: nn.Module, prunable: Callable[[str, Tensor], bool]) -> dict[str, Tensor]:
-    """Bool masks (True = surviving) of the exact non-zeros of the prunable parameters that hold zeros.
-
-    Example:
-        >>> lin = nn.Linear(2, 2)
-        >>> with torch.no_grad():
-        ...     _ = lin.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
-        >>> masks_from_zeros(lin, lambda name, p: p.dim() > 1)
-        {'weight': tensor([[ True, False],
-                [False,  True]])}
-    """
-    masks = {}
-    for name, p in model.named_parameters():
-        if prunable(name, p):
-            nonzero = p.detach() != 0
-            if not bool(nonzero.all()):
-                masks[name] = nonzero
-    return masks
 
 
 # --- reading ----------------------------------------------------------------------------------------------------

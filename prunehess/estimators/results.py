@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-import torch
 from torch import Tensor
 
 __all__ = ["EigenResult", "TraceResult", "DensityResult"]

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import nn
 
 from prunehess.errors import ConfigError
+from prunehess.operators.masks import is_prunable_weight
 
 from .factory import build_from_factory, is_factory_spec
 from .fc1 import FC1
@@ -76,6 +76,4 @@ def build_model(
     )
 
 
-def is_prunable(name: str, param: torch.Tensor) -> bool:
-    """True for weights of Linear/Conv layers (tensors of dim >= 2); never biases or BatchNorm parameters."""
-    return param.dim() >= 2 and not name.endswith("bias")
+is_prunable = is_prunable_weight  # one definition of "prunable" for masks, pruning and the models

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -71,8 +71,7 @@ def _grad_or_zeros(outputs: Sequence[Tensor], inputs: Sequence[Tensor], grad_out
     """``torch.autograd.grad`` that treats outputs without a graph (constant gradients) as zero curvature."""
     keep = [i for i, out in enumerate(outputs) if out.requires_grad]
     if not keep:
-        return [torch.zeros_like(g) for g in grad_outputs] if not kw.get("is_grads_batched") else [
-            torch.zeros_like(g) for g in grad_outputs]
+        return [torch.zeros_like(g) for g in grad_outputs]
     grads = torch.autograd.grad(
         [outputs[i] for i in keep], inputs, grad_outputs=[grad_outputs[i] for i in keep], allow_unused=True, **kw
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["prune_pair_masks", "zero_masks", "detect_masks", "is_prunable_weight"]
@@ -16,7 +15,7 @@ __all__ = ["prune_pair_masks", "zero_masks", "detect_masks", "is_prunable_weight
 
 def is_prunable_weight(name: str, param: Tensor) -> bool:
     """Weights of linear and convolutional layers (two or more dims); never biases or norm parameters."""
-    return param.dim() >= 2
+    return param.dim() >= 2 and not name.endswith("bias")
 
 
 def prune_pair_masks(model: nn.Module) -> dict[str, Tensor]:

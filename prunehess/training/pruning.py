@@ -28,6 +28,8 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from prunehess.operators.masks import is_prunable_weight
+
 __all__ = [
     "default_is_prunable",
     "prunable_weights",
@@ -43,9 +45,7 @@ __all__ = [
 Masks = dict[str, Tensor]
 
 
-def default_is_prunable(name: str, param: Tensor) -> bool:
-    """Weights with two or more dimensions (linear and convolution kernels)."""
-    return param.dim() >= 2
+default_is_prunable = is_prunable_weight  # weights of linear and convolution layers, as everywhere
 
 
 def prunable_weights(

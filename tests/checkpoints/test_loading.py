@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from prunehess.checkpoints.loading import load_checkpoint, load_into_model, masks_from_zeros
+from prunehess.checkpoints.loading import load_checkpoint, load_into_model
+from prunehess.operators import zero_masks as masks_from_zeros
 from prunehess.errors import CheckpointError
 
 

@@ -67,7 +67,8 @@ def test_digits_run_is_deterministic(tracked_run, tmp_path, h):
 
 
 def test_zip_round_trips_through_the_extract_side(tracked_run, tmp_path):
-    from prunehess.checkpoints import discover, load_checkpoint, load_into_model, masks_from_zeros, safe_extract
+    from prunehess.checkpoints import discover, load_checkpoint, load_into_model, safe_extract
+    from prunehess.operators import zero_masks as masks_from_zeros
 
     config, summary = tracked_run
     safe_extract(summary.archive, tmp_path / "unpacked")
