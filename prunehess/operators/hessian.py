@@ -124,6 +124,8 @@ class HessianOperator(LinearOperator):
             memory allows; the numbers are the same up to rounding).
         total_samples: ``N`` for the weights ``n_b / N`` (the global batch size when ``data`` is one rank's share).
         reduce: applied to every flat product (e.g. an all-reduce sum across ranks).
+        fast_second_order: record convolutions and eval-mode BatchNorm in forms whose second derivatives are
+            cheap (autograd strategies; see :mod:`prunehess.operators.kernels`). ``False``: PyTorch's own.
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class HessianOperator(LinearOperator):
         chunk_size: Optional[int] = None,
         total_samples: Optional[int] = None,
         reduce: Optional[Callable[[Tensor], Tensor]] = None,
+        fast_second_order: bool = True,
     ):
         if not data:
             raise ValueError("the Hessian batch is empty")
@@ -152,7 +155,8 @@ class HessianOperator(LinearOperator):
         space = ParameterSpace.from_tensors({n: named[n] for n in names}, dict(masks or {}))
         batches = _merge_chunks(data, chunk_size)
         n_total = total_samples if total_samples is not None else sum(int(y.shape[0]) for _, y in batches)
-        problem = HVPProblem(model, loss_fn, batches, [int(y.shape[0]) / n_total for _, y in batches], forward)
+        weights = [int(y.shape[0]) / n_total for _, y in batches]
+        problem = HVPProblem(model, loss_fn, batches, weights, forward, fast_second_order)
         self._init_shared(problem, space, ReusedGradient(problem, names), strategy, batched_strategy, reduce)
 
     def _init_shared(self, problem, space, gradient, strategy, batched_strategy, reduce) -> None:

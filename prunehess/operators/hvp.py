@@ -11,7 +11,9 @@ by parameter name; the batched forms take a leading dimension ``k`` (``k`` vecto
 - ``forward_over_reverse``: ``torch.func.jvp`` of ``torch.func.grad`` over ``functional_call``; its batched
   form is ``vmap`` over tangents.
 
-The model is evaluated in ``eval()`` mode (BatchNorm running statistics, dropout off) and its training flags
+The autograd strategies record convolutions and eval-mode BatchNorm in forms with cheap second derivatives
+(:mod:`prunehess.operators.kernels`; ``fast_second_order=False`` keeps PyTorch's own). The model is evaluated in
+``eval()`` mode (BatchNorm running statistics, dropout off) and its training flags
 are restored afterwards.
 """
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from prunehess.operators.kernels import fast_second_order
 
 __all__ = ["HVPProblem", "HVP", "eval_mode", "make_hvp", "STRATEGIES", "ReusedGradient"]
 
@@ -50,6 +54,7 @@ class HVPProblem:
     batches: Sequence[tuple[Tensor, Tensor]]
     weights: Sequence[float]  # n_b / N for each mini-batch
     forward: Optional[Callable[[Tensor], Tensor]] = None  # e.g. nn.DataParallel(model); default: model
+    fast_second_order: bool = True  # convolutions/BatchNorm with cheap second derivatives (operators.kernels)
 
     def __post_init__(self):
         if self.forward is None:
@@ -95,7 +100,7 @@ class ReusedGradient:
         if self._grads is None:
             params = self.problem.parameters(self.names)
             total: Optional[list[Tensor]] = None
-            with eval_mode(self.problem.model), torch.enable_grad():
+            with eval_mode(self.problem.model), torch.enable_grad(), fast_second_order(self.problem.fast_second_order):
                 for (x, y), w in zip(self.problem.batches, self.problem.weights):
                     loss = self.problem.loss_fn(self.problem.forward(x), y) * w
                     g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
@@ -131,7 +136,7 @@ def _double_backward_hvp(problem: HVPProblem, names: Sequence[str]) -> HVP:
 
     def apply(v: TensorDict) -> TensorDict:
         out = [torch.zeros_like(p) for p in params]
-        with eval_mode(problem.model), torch.enable_grad():
+        with eval_mode(problem.model), torch.enable_grad(), fast_second_order(problem.fast_second_order):
             for (x, y), w in zip(problem.batches, problem.weights):
                 loss = problem.loss_fn(problem.forward(x), y) * w
                 g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)

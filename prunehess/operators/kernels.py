@@ -1,0 +1,181 @@
+"""Convolution and eval-mode BatchNorm with cheap second derivatives, for the autograd HVP strategies.
+
+A Hessian-vector product by double backward differentiates every layer's backward pass. PyTorch's own
+derivative of a convolution's backward (``aten::_convolution_double_backward``) computes the weight part as a
+convolution with batch and channels swapped, whose kernel is the whole feature map: on ResNet-20 it is most of
+a product's time (CPU oneDNN and cuDNN alike). The derivative of eval-mode BatchNorm's backward goes through the
+general training-mode formula (``batchnorm_double_backward``), many full-size multiplications for what is a
+per-channel affine map. Both make a product cost 3–4 gradients where 2 suffice.
+
+Inside :func:`fast_second_order`, ``conv1d/2d/3d`` and ``batch_norm`` with fixed statistics are replaced by
+numerically equal forms whose backward passes are made of ordinary differentiable operations, each with an
+efficient derivative:
+
+- convolution ``y = conv(x, W)``: ``∂x = conv_transpose(∂y, W)`` and ``∂W = convolution_backward(∂y, x)``,
+  where the latter is a :class:`torch.autograd.Function` whose own derivatives are the adjoint identities
+  ``∂/∂(∂y) ⟨G, ∂W⟩ = conv(x, G)`` and ``∂/∂x ⟨G, ∂W⟩ = conv_transpose(∂y, G)``;
+- BatchNorm with running statistics: ``y = x · s + t`` with per-channel ``s = γ / √(σ² + ε)``,
+  ``t = β − μ s``, whose backward is two full-size products and two channel sums.
+
+The first derivatives are PyTorch's own kernels, so gradients are unchanged up to rounding; only how the
+second derivative is taken differs. Everything else passes through untouched.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["fast_second_order", "conv", "batch_norm_affine"]
+
+
+def _tuple(value, dims: int) -> list[int]:
+    return [int(v) for v in value] if isinstance(value, (tuple, list)) else [int(value)] * dims
+
+
+def _output_padding(x_shape: Sequence[int], y_shape: Sequence[int], w_shape: Sequence[int], stride, padding, dilation) -> list[int]:
+    """The transposed convolution's ``output_padding`` that maps ``y`` back to exactly ``x``'s spatial size."""
+    out = []
+    for i in range(len(stride)):
+        full = (y_shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (w_shape[2 + i] - 1) + 1
+        out.append(x_shape[2 + i] - full)
+    return out
+
+
+class _WeightGrad(torch.autograd.Function):
+    """``∂W = convolution_backward(g, x)`` (weight part only) with derivatives in forward/transposed convolutions."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, g: Tensor, w: Tensor, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, g)
+        ctx.conf = (stride, padding, dilation, groups, tuple(w.shape))
+        _, grad_w, _ = torch.ops.aten.convolution_backward(
+            g, x, w, None, stride, padding, dilation, False, [0] * len(stride), groups, [False, True, False]
+        )
+        return grad_w
+
+    @staticmethod
+    def backward(ctx, G: Tensor):
+        x, g = ctx.saved_tensors
+        stride, padding, dilation, groups, w_shape = ctx.conf
+        d_x = d_g = None
+        if ctx.needs_input_grad[0]:  # ∂/∂x ⟨G, ∂W⟩ = conv_transpose(g, G)
+            pad_out = _output_padding(x.shape, g.shape, w_shape, stride, padding, dilation)
+            d_x = torch.ops.aten.convolution(g, G, None, stride, padding, dilation, True, pad_out, groups)
+        if ctx.needs_input_grad[1]:  # ∂/∂g ⟨G, ∂W⟩ = conv(x, G)
+            d_g = torch.ops.aten.convolution(x, G, None, stride, padding, dilation, False, [0] * len(stride), groups)
+        return d_x, d_g, None, None, None, None, None
+
+
+class _Convolution(torch.autograd.Function):
+    """A convolution whose backward pass is built from differentiable operations with efficient derivatives."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, padding, dilation, groups)
+        ctx.has_bias = b is not None
+        return torch.ops.aten.convolution(x, w, b, stride, padding, dilation, False, [0] * len(stride), groups)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, w = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conf
+        d_x = d_w = d_b = None
+        if ctx.needs_input_grad[0]:
+            pad_out = _output_padding(x.shape, g.shape, w.shape, stride, padding, dilation)
+            d_x = torch.ops.aten.convolution(g, w, None, stride, padding, dilation, True, pad_out, groups)
+        if ctx.needs_input_grad[1]:
+            d_w = _WeightGrad.apply(x, g, w, stride, padding, dilation, groups)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            d_b = g.sum(dim=[0, *range(2, g.dim())])
+        return d_x, d_w, d_b, None, None, None, None
+
+
+def conv(x: Tensor, weight: Tensor, bias=None, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """``F.conv{1,2,3}d`` (numeric padding, batched input) with the efficient second derivative."""
+    dims = weight.dim() - 2
+    return _Convolution.apply(
+        x, weight, bias, _tuple(stride, dims), _tuple(padding, dims), _tuple(dilation, dims), int(groups)
+    )
+
+
+class _EvalBatchNorm(torch.autograd.Function):
+    """``y = x · s + t`` per channel, ``s = γ/√(σ²+ε)``, ``t = β − μ s``, with a backward of few operations:
+    ``∂x = g s``, ``∂γ = (Σ g x − μ Σ g) / √(σ²+ε)``, ``∂β = Σ g`` (sums over all but the channel axis)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight, bias, running_mean: Tensor, running_var: Tensor, eps: float):
+        rinv = torch.rsqrt(running_var + eps)
+        scale = rinv * weight if weight is not None else rinv
+        shift = -running_mean * scale
+        if bias is not None:
+            shift = shift + bias
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        ctx.save_for_backward(x, weight, running_mean, rinv)
+        ctx.shape = shape
+        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, weight, mean, rinv = ctx.saved_tensors
+        dims = [0, *range(2, g.dim())]
+        d_x = d_w = d_b = None
+        if ctx.needs_input_grad[0]:
+            scale = rinv * weight if weight is not None else rinv
+            d_x = g * scale.reshape(ctx.shape)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            g_sum = g.sum(dim=dims)
+            if ctx.needs_input_grad[1]:
+                d_w = ((g * x).sum(dim=dims) - mean * g_sum) * rinv
+            if ctx.needs_input_grad[2]:
+                d_b = g_sum
+        return d_x, d_w, d_b, None, None, None
+
+
+def batch_norm_affine(x: Tensor, running_mean: Tensor, running_var: Tensor, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Eval-mode BatchNorm as the per-channel affine map ``x · s + t`` with a lean, twice-differentiable backward."""
+    return _EvalBatchNorm.apply(x, weight, bias, running_mean, running_var, float(eps))
+
+
+_CONVS = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3, F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
+
+
+class _FastSecondOrder(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _CONVS:
+            replaced = self._conv(_CONVS[func], *args, **kwargs)
+            if replaced is not None:
+                return replaced
+        elif func is F.batch_norm:
+            replaced = self._batch_norm(*args, **kwargs)
+            if replaced is not None:
+                return replaced
+        return func(*args, **kwargs)
+
+    @staticmethod
+    def _conv(dims: int, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        if isinstance(padding, str) or x.dim() != dims + 2:  # 'same'/'valid' or unbatched input: PyTorch's own
+            return None
+        return conv(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def _batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+        if training or running_mean is None or running_var is None:
+            return None  # batch statistics: PyTorch's own
+        return batch_norm_affine(x, running_mean, running_var, weight, bias, eps)
+
+
+@contextlib.contextmanager
+def fast_second_order(enabled: bool = True) -> Iterator[None]:
+    """Within this context, convolutions and eval-mode BatchNorm record graphs with cheap second derivatives."""
+    if not enabled:
+        yield
+        return
+    with _FastSecondOrder():
+        yield

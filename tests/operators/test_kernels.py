@@ -1,0 +1,188 @@
+"""The second-order-friendly convolution and eval-mode BatchNorm (prunehess.operators.kernels).
+
+Hessians through them must equal the dense Hessian computed with PyTorch's own kernels (float64, to rounding),
+for every convolution shape the replacement claims to handle; what it does not handle must pass through.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers import assert_close, autograd_hessian
+from prunehess import HessianOperator
+from prunehess.operators.kernels import batch_norm_affine, conv, fast_second_order
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+RTOL, ATOL = 1e-9, 1e-12
+
+
+def _init(model: nn.Module, seed: int) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64) * 0.5)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g, dtype=torch.float64) * 0.3)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g, dtype=torch.float64) + 0.5)
+    return model.double()
+
+
+# (name, dims, Conv kwargs, spatial input size): strides that leave a remainder (output_padding matters),
+# padding, dilation, groups, no bias, non-square kernels
+CONVS = [
+    ("2d_plain", 2, dict(in_channels=2, out_channels=3, kernel_size=3), (6, 6)),
+    ("2d_stride2_odd", 2, dict(in_channels=2, out_channels=2, kernel_size=3, stride=2, padding=1), (7, 6)),
+    ("2d_dilated_nobias", 2, dict(in_channels=2, out_channels=2, kernel_size=(2, 3), dilation=2, bias=False), (7, 8)),
+    ("2d_groups", 2, dict(in_channels=4, out_channels=4, kernel_size=3, groups=2, padding=(1, 0)), (5, 6)),
+    ("2d_depthwise_stride3", 2, dict(in_channels=3, out_channels=3, kernel_size=2, groups=3, stride=3), (8, 7)),
+    ("1d", 1, dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=2), (9,)),
+    ("3d", 3, dict(in_channels=1, out_channels=2, kernel_size=2, padding=1), (3, 4, 3)),
+]
+
+
+def conv_net(dims: int, conv_kwargs: dict, size: tuple, batch_norm: bool) -> nn.Module:
+    Conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
+    Norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[dims]
+    first = Conv(**conv_kwargs)
+    with torch.no_grad():
+        out = first(torch.zeros(1, conv_kwargs["in_channels"], *size))
+    channels = out.shape[1]
+    layers = [first]
+    if batch_norm:
+        layers.append(Norm(channels))
+    # tanh keeps second derivatives of the activation in play; a second convolution makes the input gradient
+    # of the first layer's output part of the Hessian
+    layers += [nn.Tanh(), Conv(channels, 2, kernel_size=1), nn.Flatten(), nn.LazyLinear(3)]
+    model = nn.Sequential(*layers).double()
+    model(torch.zeros(1, conv_kwargs["in_channels"], *size, dtype=torch.float64))  # materialise LazyLinear
+    return _init(model, seed=len(size) + channels)
+
+
+def data_for(model: nn.Module, in_channels: int, size: tuple, n: int = 5, seed: int = 3):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, in_channels, *size, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return x, y
+
+
+def operator_matrix(op: HessianOperator) -> torch.Tensor:
+    return op.matmat(torch.eye(op.size, dtype=op.dtype))
+
+
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["conv", "conv_bn"])
+@pytest.mark.parametrize("name,dims,kwargs,size", CONVS, ids=[c[0] for c in CONVS])
+@pytest.mark.parametrize("strategy", ["graph", "double_backward"])
+def test_hessian_through_fast_kernels_equals_dense(name, dims, kwargs, size, batch_norm, strategy):
+    model = conv_net(dims, kwargs, size, batch_norm)
+    x, y = data_for(model, kwargs["in_channels"], size)
+    expected = autograd_hessian(model, x, y, F.cross_entropy)  # PyTorch's own kernels
+    op = HessianOperator(model, [(x[:3], y[:3]), (x[3:], y[3:])], masks=None, strategy=strategy)
+    assert op.problem.fast_second_order
+    assert_close(operator_matrix(op), expected, rtol=RTOL, atol=ATOL, name=f"{name}/{strategy}")
+
+
+@pytest.mark.parametrize("batched", ["graph_batched", "loop"])
+def test_batched_products_through_fast_kernels(batched):
+    name, dims, kwargs, size = CONVS[1]
+    model = conv_net(dims, kwargs, size, batch_norm=True)
+    x, y = data_for(model, kwargs["in_channels"], size)
+    expected = autograd_hessian(model, x, y, F.cross_entropy)
+    op = HessianOperator(model, [(x, y)], masks=None, batched_strategy=batched)
+    V = torch.randn(op.size, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert_close(op.matmat(V), expected @ V, rtol=RTOL, atol=ATOL, name=batched)
+
+
+def test_switched_off_gives_the_same_operator():
+    name, dims, kwargs, size = CONVS[3]
+    model = conv_net(dims, kwargs, size, batch_norm=True)
+    x, y = data_for(model, kwargs["in_channels"], size)
+    fast = operator_matrix(HessianOperator(model, [(x, y)], masks=None))
+    native = HessianOperator(model, [(x, y)], masks=None, fast_second_order=False)
+    assert not native.problem.fast_second_order
+    assert_close(operator_matrix(native), fast, rtol=RTOL, atol=ATOL, name="native vs fast")
+
+
+def _graph_names(tensors) -> set[str]:
+    """Names of every autograd node reachable from ``tensors``."""
+    seen, names, stack = set(), set(), [t.grad_fn for t in tensors if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(fn for fn, _ in node.next_functions)
+    return names
+
+
+def _first_order_graph(model, x, y, enabled: bool) -> set[str]:
+    model.eval()
+    params = list(model.parameters())
+    with fast_second_order(enabled):
+        grads = torch.autograd.grad(F.cross_entropy(model(x), y), params, create_graph=True)
+    return _graph_names(grads)
+
+
+def test_the_replacement_is_what_the_graph_records():
+    name, dims, kwargs, size = CONVS[0]
+    model = conv_net(dims, kwargs, size, batch_norm=True)
+    x, y = data_for(model, kwargs["in_channels"], size)
+    fast = _first_order_graph(model, x, y, True)
+    native = _first_order_graph(model, x, y, False)
+    assert "_WeightGradBackward" in fast and "_ConvolutionBackward" in fast
+    assert "_EvalBatchNormBackward" in fast and not any("NativeBatchNorm" in n for n in fast)
+    assert "ConvolutionBackwardBackward0" in native and "NativeBatchNormBackwardBackward0" in native
+    assert not any(n.startswith("_WeightGrad") for n in native)
+
+
+def test_what_is_not_handled_passes_through():
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    with fast_second_order():
+        same = F.conv2d(x, w, padding="same")  # string padding
+        unbatched = F.conv2d(x[0], w)  # no batch dimension
+        bn = F.batch_norm(x, None, None, training=True)  # batch statistics
+    assert type(same.grad_fn).__name__ == "ConvolutionBackward0"
+    assert type(unbatched.grad_fn).__name__ != "_ConvolutionBackward"
+    assert_close(same, F.conv2d(x, w, padding="same"), rtol=0, atol=0, name="same")
+    assert_close(bn, F.batch_norm(x, None, None, training=True), rtol=0, atol=0, name="batch stats")
+
+
+def test_forward_values_and_gradients_match_pytorch():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
+    kw = dict(stride=(2, 3), padding=(1, 2), dilation=(2, 1), groups=2)
+    ours, theirs = conv(x, w, b, **kw), F.conv2d(x, w, b, **kw)
+    assert_close(ours, theirs, rtol=1e-12, atol=1e-12, name="conv forward")
+    gy = torch.randn(theirs.shape, generator=g, dtype=torch.float64)
+    for a, c in zip(torch.autograd.grad(ours, (x, w, b), gy), torch.autograd.grad(theirs, (x, w, b), gy)):
+        assert_close(a, c, rtol=1e-10, atol=1e-12, name="conv gradient")
+    mean, var = torch.randn(4, generator=g, dtype=torch.float64), torch.rand(4, generator=g, dtype=torch.float64) + 0.2
+    gamma, beta = torch.randn(4, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    assert_close(batch_norm_affine(x, mean, var, gamma, beta, eps=1e-3),
+                 F.batch_norm(x, mean, var, gamma, beta, training=False, eps=1e-3), rtol=1e-12, atol=1e-12, name="bn")
+    assert_close(batch_norm_affine(x, mean, var), F.batch_norm(x, mean, var), rtol=1e-12, atol=1e-12, name="bn plain")
+
+
+def test_third_order_through_the_weight_gradient():
+    """The weight gradient's own backward is differentiable (products of products, e.g. for Hessian-of-HVP)."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, 6, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def scalar(fn):
+        y = fn(x, w, stride=2, padding=1)
+        (gw,) = torch.autograd.grad(y.tanh().sum(), w, create_graph=True)
+        (hw,) = torch.autograd.grad((gw * gw).sum(), w, create_graph=True)
+        return hw.pow(2).sum()
+
+    ours = torch.autograd.grad(scalar(conv), (x, w))
+    theirs = torch.autograd.grad(scalar(F.conv2d), (x, w))
+    for a, c in zip(ours, theirs):
+        assert_close(a, c, rtol=1e-9, atol=1e-12, name="third order")
