@@ -102,10 +102,11 @@ def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: i
 
 
 # ----- prunehess -------------------------------------------------------------------------------------------------
-def operator(model, batches, *, strategy: str, batched: str, masks="auto", params=None):
+def operator(model, batches, *, strategy: str, batched: str, masks="auto", params=None, fast_second_order: bool = True):
     from prunehess import HessianOperator
 
-    return HessianOperator(model, list(batches), masks=masks, params=params, strategy=strategy, batched_strategy=batched)
+    return HessianOperator(model, list(batches), masks=masks, params=params, strategy=strategy, batched_strategy=batched,
+                           fast_second_order=fast_second_order)
 
 
 def probe_batch(batched: str) -> int:
@@ -115,29 +116,37 @@ def probe_batch(batched: str) -> int:
 
 def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings, *, strategy: str, batched: str,
                    masks="auto", trace_method: str = "hutchinson", hutchpp_hvps: int = 0,
-                   parts: Sequence[str] = ("top", "trace", "density")) -> dict:
-    """Operator, then Lanczos top-1 (default tolerance), trace (PyHessian's rule, or Hutch++), SLQ density."""
+                   parts: Sequence[str] = ()) -> dict:
+    """Operator, then what the pipeline runs per checkpoint: ``H.summary()`` (SLQ density; top-1 from its Lanczos
+    run when converged to Lanczos's default tolerance 1e-4, else Lanczos; trace by PyHessian's rule or Hutch++).
+
+    ``parts`` (``"top"``, ``"trace"``, ``"density"``) also times each estimator on its own, for the per-part rows.
+    """
     out: dict = {}
     t, H = _clock(device, lambda: operator(model, batches, strategy=strategy, batched=batched, masks=masks))
     total = t
+    trace_probes = hutchpp_hvps if trace_method == "hutch++" else s.trace_max_iter
+    t, r = _clock(device, lambda: H.summary(k=1, tol=1e-4, trace_method=trace_method, trace_probes=trace_probes,
+                                            trace_tol=s.trace_tol, trace_batch_size=probe_batch(batched),
+                                            slq_runs=s.density_runs, slq_steps=s.density_iter, seed=s.seed))
+    total += t
+    out.update(summary_s=t, top=[float(x) for x in r.eigen.eigenvalues], top_from_density=r.eigen.n_hvp == 0,
+               trace=r.trace.estimate, trace_stderr=r.trace.stderr, density_top=float(r.density.nodes.max()))
     if "top" in parts:
-        t, r = _clock(device, lambda: H.top_eigen(k=1, seed=s.seed))
-        out.update(top_s=t, top_hvps=r.n_hvp, top=[float(x) for x in r.eigenvalues])
-        total += t
+        t, e = _clock(device, lambda: H.top_eigen(k=1, seed=s.seed))
+        out.update(top_s=t, top_hvps=e.n_hvp, top_alone=[float(x) for x in e.eigenvalues])
     if "trace" in parts:
         if trace_method == "hutch++":
-            t, r = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched),
+            t, e = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched),
                                                   seed=s.seed))
         else:
-            t, r = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,
+            t, e = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,
                                                   batch_size=probe_batch(batched), seed=s.seed))
-        out.update(trace_s=t, trace_hvps=r.n_hvp, trace=r.estimate, trace_stderr=r.stderr)
-        total += t
+        out.update(trace_s=t, trace_hvps=e.n_hvp)
     if "density" in parts:
         t, d = _clock(device, lambda: H.density(n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed))
-        out.update(density_s=t, density_hvps=d.n_hvp, density_top=float(d.nodes.max()))
-        total += t
-    out["hvps"] = H.n_matvecs
+        out.update(density_s=t, density_hvps=d.n_hvp)
+    out["hvps"] = r.n_hvp
     H.release()
     out["total_s"] = total
     return out
@@ -145,9 +154,12 @@ def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings,
 
 def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: str, k: int = 1,
                   repeats: int = 3) -> dict:
-    """Seconds per product for one strategy (``k`` > 1: per product of a ``k``-vector batch), graph build apart."""
+    """Seconds per product for one strategy (``k`` > 1: per product of a ``k``-vector batch), graph build apart;
+    ``"<strategy>:native"``: with PyTorch's own convolution/BatchNorm double backward (``fast_second_order=False``)."""
+    strategy, _, native = strategy.partition(":")
     single = strategy in ("graph", "double_backward", "forward_over_reverse")
-    H = operator(model, batches, strategy=strategy if single else "graph", batched="loop" if single else strategy)
+    H = operator(model, batches, strategy=strategy if single else "graph", batched="loop" if single else strategy,
+                 fast_second_order=not native)
     g = torch.Generator().manual_seed(0)
     v = torch.randn(H.size, k, generator=g).to(device)
     fn = (lambda: H @ v[:, 0]) if k == 1 else (lambda: H @ v)  # noqa: E731
@@ -191,36 +203,30 @@ def pyhessian_layers(model, batches, device, s: Settings, names: Sequence[str]) 
     return {"total_s": total, "hvps": hvps, "per": per}
 
 
-def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], *, strategy: str, batched: str,
-                     shared_traces: bool = True) -> dict:
-    """One operator; every block's trace from one set of ``trace_max_iter`` Hutchinson probes (no early stop: the
-    full trace's stopping rule says nothing about the blocks'); Lanczos top-1 and SLQ per block."""
+def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], *, strategy: str, batched: str) -> dict:
+    """One operator; per tensor what the pipeline runs with ``--compute-each-layer``: the block's ``summary()``
+    (SLQ; top-1 from its run when converged, else Lanczos; the trace exact when the run spans the block, else
+    the block's own Hutchinson probes with PyHessian's rule)."""
     import time
 
     sync(device)
     start = time.perf_counter()
     H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
     sub = H.restrict(list(names))
-    trace_hvps = 0
-    if shared_traces:
-        tr = sub.trace(per_layer=True, n_probes=s.trace_max_iter, batch_size=probe_batch(batched), seed=s.seed)
-        trace_hvps = tr.n_hvp
     per = {}
+    trace_hvps = exact = 0
     for name, block in sub.layers().items():
-        top = block.top_eigen(k=1, seed=s.seed)
-        dens = block.density(n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed)
-        if shared_traces:
-            estimate, extra = tr.blocks[name].estimate, 0
-        else:  # the block's own probes, PyHessian's rule
-            own = block.trace(n_probes=s.trace_max_iter, tol=s.trace_tol, batch_size=probe_batch(batched), seed=s.seed)
-            estimate, extra = own.estimate, own.n_hvp
-            trace_hvps += extra
-        per[name] = {"top": [float(top.eigenvalues[0])], "trace": estimate, "hvps": top.n_hvp + dens.n_hvp + extra}
+        r = block.summary(k=1, tol=1e-4, trace_probes=s.trace_max_iter, trace_tol=s.trace_tol,
+                          trace_batch_size=probe_batch(batched), slq_runs=s.density_runs, slq_steps=s.density_iter,
+                          seed=s.seed)
+        per[name] = {"top": [float(r.eigen.eigenvalues[0])], "trace": r.trace.estimate, "hvps": r.n_hvp}
+        trace_hvps += r.trace.n_hvp
+        exact += r.trace.method == "exact"
     sync(device)
     total = time.perf_counter() - start
-    hvps = (trace_hvps if shared_traces else 0) + sum(p["hvps"] for p in per.values())
+    hvps = sum(p["hvps"] for p in per.values())
     H.release()
-    return {"total_s": total, "hvps": hvps, "trace_hvps": trace_hvps, "per": per}
+    return {"total_s": total, "hvps": hvps, "trace_hvps": trace_hvps, "exact_traces": exact, "per": per}
 
 
 # ----- trace accuracy over several seeds -------------------------------------------------------------------------

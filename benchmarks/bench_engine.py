@@ -63,6 +63,7 @@ from _bench_work import (  # noqa: E402
 
 STRATEGY_ROWS = (
     ("graph", 1, "graph reuse (first-order graph kept)"),
+    ("graph:native", 1, "graph reuse, PyTorch's own conv/BatchNorm double backward"),
     ("double_backward", 1, "double backward (rebuilt per HVP)"),
     ("forward_over_reverse", 1, "forward-over-reverse (jvp of grad)"),
     ("vmap", 10, "vmap over 10 tangents, per HVP"),
@@ -164,6 +165,9 @@ class Bench:
         peak = self._peak()
         with peak:
             pn = prunehess_full(model, batches, dev, s, strategy=strategy, batched=batched, masks=None)
+        alone = prunehess_full(model, batches, dev, s, strategy=strategy, batched=batched, masks=None,
+                               parts=("top", "trace", "density"))  # each estimator on its own, for the part rows
+        pn = {**alone, **pn}
         pn_mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(
             w, "pn-full", {"strategy": strategy, "batched": batched, "masks": None})
         log(f"{w.key}: full analysis, prunehess with Hutch++")
@@ -172,7 +176,7 @@ class Bench:
 
         # top-1
         sec.add("top-1: PyH power vs ph Lanczos (default tol 1e-4)", ph["top_s"], pn["top_s"], ph["top_hvps"], pn["top_hvps"],
-                rel(ph["top"][0], ref_lm[0]), rel(pn["top"][0], ref_vals[0]))
+                rel(ph["top"][0], ref_lm[0]), rel(pn["top_alone"][0], ref_vals[0]))
         log(f"{w.key}: top-1 by prunehess power iteration")
         H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
         H @ torch.zeros(H.size, device=dev)  # the reused graph is built once per operator; keep it out of the timings
@@ -225,7 +229,9 @@ class Bench:
         e_pp = (rel(pn_pp["top"][0], ref_vals[0]), rel(pn_pp["trace"], tr_exact))
         sec.add("FULL ANALYSIS: top-1 + trace (PyH's rule) + density", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"],
                 max(e_ph), max(e_pn), note=f"error: worst of top-1 ({_e(e_ph[0])}/{_e(e_pn[0])}) and trace "
-                f"({_e(e_ph[1])}/{_e(e_pn[1])}), seed 0; tune() not included ({t_tune:.1f} s once per run)")
+                f"({_e(e_ph[1])}/{_e(e_pn[1])}), seed 0; ph: H.summary(), top-1 "
+                + ("from the density's Lanczos run" if pn["top_from_density"] else "by its own Lanczos run")
+                + f"; tune() not included ({t_tune:.1f} s once per run)")
         sec.add(f"FULL ANALYSIS: top-1 + trace (Hutch++ {self.args.hutchpp_hvps}) + density", ph["total_s"], pn_pp["total_s"],
                 ph["hvps"], pn_pp["hvps"], max(e_ph), max(e_pp),
                 note=f"error: worst of top-1 ({_e(e_ph[0])}/{_e(e_pp[0])}) and trace ({_e(e_ph[1])}/{_e(e_pp[1])}), seed 0")
@@ -257,7 +263,11 @@ class Bench:
             ph_hvp = pyhessian_hvp(model, batches, dev, repeats=self.repeats)["hvp_s"]
         mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(w, "ph-hvp", {})
         sec.add("HVP: PyHessian's own", ph=ph_hvp, note=f"{ph_hvp / grad:.2f}× gradient" + _mem(mem))
+        has_conv_or_bn = any(isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._BatchNorm))
+                             for m in model.modules())
         for strategy, k, label in STRATEGY_ROWS:
+            if strategy.endswith(":native") and not has_conv_or_bn:
+                continue  # fast_second_order changes nothing without convolutions or BatchNorm
             peak = self._peak()
             try:
                 with peak:
@@ -327,9 +337,8 @@ class Bench:
             names = list(dict.fromkeys(names[round(i * step)] for i in range(limit)))
         log(f"{w.key}: per-layer mode over {len(names)} tensors, PyHessian")
         ph = pyhessian_layers(model, batches, dev, s, names)
-        log(f"{w.key}: per-layer mode, prunehess (shared probes, then per-block probes)")
-        pn = prunehess_layers(model, batches, dev, s, names, strategy=self.strategy, batched=self.batched)
-        pb = prunehess_layers(model, batches, dev, s, names, strategy=self.strategy, batched=self.batched, shared_traces=False)
+        log(f"{w.key}: per-layer mode, prunehess")
+        pb = prunehess_layers(model, batches, dev, s, names, strategy=self.strategy, batched=self.batched)
         log(f"{w.key}: per-layer references")
         H = operator(model, batches, strategy=self.strategy, batched=self.batched, masks=None)
         top_ref = {}
@@ -343,13 +352,13 @@ class Bench:
         tr_ph = _median([rel(ph["per"][n]["trace"], tr_blocks[n]) for n in names])
         top_ph = _median([rel(ph["per"][n]["top"][0], top_ref[n][1]) for n in names])
         subset = "" if len(names) == len(all_names) else f" ({len(names)} of {len(all_names)}, evenly spaced)"
-        for res, how in ((pn, f"traces from {s.trace_max_iter} shared probes"), (pb, "traces per block, PyH's rule")):
-            tr_pn = _median([rel(res["per"][n]["trace"], tr_blocks[n]) for n in names])
-            top_pn = _median([rel(res["per"][n]["top"][0], top_ref[n][0]) for n in names])
-            sec.add(f"PER-LAYER: top-1 + trace + density per tensor, {len(names)} tensors{subset}; ph {how}",
-                    ph["total_s"], res["total_s"], ph["hvps"], res["hvps"], tr_ph, tr_pn,
-                    note=f"error: median per-layer trace error (top-1: {_e(top_ph)}/{_e(top_pn)}); "
-                         f"ph trace HVPs {res['trace_hvps']}")
+        tr_pn = _median([rel(pb["per"][n]["trace"], tr_blocks[n]) for n in names])
+        top_pn = _median([rel(pb["per"][n]["top"][0], top_ref[n][0]) for n in names])
+        sec.add(f"PER-LAYER: top-1 + trace + density per tensor, {len(names)} tensors{subset}", ph["total_s"],
+                pb["total_s"], ph["hvps"], pb["hvps"], tr_ph, tr_pn,
+                note=f"error: median per-layer trace error (top-1: {_e(top_ph)}/{_e(top_pn)}); ph: summary() per block, "
+                     f"{pb['exact_traces']} of {len(names)} traces exact (the block's SLQ run spans it), the others "
+                     f"per-block probes by PyH's rule ({pb['trace_hvps']} HVPs)")
 
     # ----- the pruned model: mask-aware analysis
     def pruned_section(self, w: Workload) -> Section:

@@ -281,7 +281,7 @@ def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, c
     _choose_strategy(op, config, state, device, report, log)
     remaining = _remaining_percent(model)
     rows = []
-    whole = _estimates(op, config, per_layer=config.compute_each_layer)
+    whole = _estimates(op, config)
     _write(layout, ref, None, whole)
     rows.append(_row(ref, None, remaining, accuracy, whole, started))
     steps = 1 + (len(names) if config.compute_each_layer else 0)
@@ -294,7 +294,7 @@ def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, c
             if block.size == 0:
                 log(f"  warning: {name} has no surviving weights; its layer files are not written")
                 continue
-            est = _estimates(block, config, per_layer=False, trace=whole["trace"].blocks.get(name))
+            est = _estimates(block, config)
             _write(layout, ref, k, est)
             rows.append(_row(ref, k, remaining, accuracy, est, layer_start))
             if progress is not None:
@@ -349,25 +349,17 @@ def _save_first_strategy(state: RunState, device_key: str, choice: dict[str, Any
         os.close(fd)
 
 
-def _estimates(op: HessianOperator, config: ExtractConfig, *, per_layer: bool, trace=None) -> dict[str, Any]:
-    """Top eigenvalues, trace (unless given: a block's share of the whole model's probes) and SLQ density."""
-    out: dict[str, Any] = {}
-    k = min(config.top_n, op.size)
-    if config.method == "lanczos":
-        out["eigen"] = op.top_eigen(k, method="lanczos", tol=config.tol, max_iter=max(config.max_iter, 2 * k),
-                                    seed=config.seed)
+def _estimates(op: HessianOperator, config: ExtractConfig) -> dict[str, Any]:
+    """Top eigenvalues, trace and SLQ density of one operator (the whole model or one layer's block), sharing
+    products: see :func:`prunehess.estimators.curvature_summary`."""
+    if config.trace_method == "hutchinson":
+        batch = 1 if config.trace_tol is not None or op.batched_strategy == "loop" else 10
     else:
-        out["eigen"] = op.top_eigen(k, method="power", tol=config.tol, max_iter=config.max_iter, seed=config.seed)
-    if trace is None:
-        if config.trace_method == "hutchinson":
-            batch = 1 if config.trace_tol is not None or op.batched_strategy == "loop" else 10
-            trace = op.trace(method="hutchinson", per_layer=per_layer, n_probes=config.trace_probes,
-                             tol=config.trace_tol, batch_size=batch, seed=config.seed)
-        else:
-            trace = op.trace(method="hutch++", n_hvp=config.trace_probes, seed=config.seed)
-    out["trace"] = trace
-    out["density"] = op.density(n_runs=config.slq_runs, n_steps=config.slq_steps, seed=config.seed)
-    return out
+        batch = 1 if op.batched_strategy == "loop" else 10
+    s = op.summary(k=min(config.top_n, op.size), method=config.method, tol=config.tol, max_iter=config.max_iter,
+                   trace_method=config.trace_method, trace_probes=config.trace_probes, trace_tol=config.trace_tol,
+                   trace_batch_size=batch, slq_runs=config.slq_runs, slq_steps=config.slq_steps, seed=config.seed)
+    return {"eigen": s.eigen, "trace": s.trace, "density": s.density}
 
 
 @contextmanager

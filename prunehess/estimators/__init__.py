@@ -4,6 +4,7 @@ from prunehess.estimators.lanczos import lanczos_top_eigen, lanczos_tridiagonal
 from prunehess.estimators.power import power_iteration
 from prunehess.estimators.results import DensityResult, EigenResult, TraceResult
 from prunehess.estimators.slq import gaussian_density, slq_density
+from prunehess.estimators.summary import CurvatureSummary, curvature_summary
 from prunehess.estimators.wasserstein import wasserstein_distance
 
 __all__ = [
@@ -18,8 +19,11 @@ __all__ = [
     "slq_density",
     "gaussian_density",
     "wasserstein_distance",
+    # all three, sharing products
+    "curvature_summary",
     # results
     "EigenResult",
     "TraceResult",
     "DensityResult",
+    "CurvatureSummary",
 ]

@@ -41,7 +41,7 @@ class TraceResult:
         stderr: its standard error (sample standard deviation of the stochastic part / √samples).
         n_hvp: operator products used.
         samples: the per-probe quadratic forms ``zᵀ A z`` (Hutchinson) or the residual part's samples (Hutch++).
-        method: ``"hutchinson"`` or ``"hutch++"``.
+        method: ``"hutchinson"``, ``"hutch++"``, or ``"exact"`` (the sum of the exact eigenvalues: stderr 0).
         blocks: per-block estimates from the same probes (Hutchinson with ``blocks=``), keyed by block name.
     """
 
@@ -66,6 +66,12 @@ class DensityResult:
     weights: Tensor  # (runs, m), float64
     n_hvp: int
     dim: int  # size of the operator
+    residuals: Optional[Tensor] = None  # (runs, m): Ritz residual bounds |β_m s_{m,j}| (0 past a run's end)
+    lengths: Optional[Tensor] = None  # (runs,): Lanczos steps each run took (< m: it found an invariant subspace)
+
+    def spans_space(self, run: int = 0) -> bool:
+        """Whether run ``run`` took ``dim`` steps: its nodes are then the operator's exact eigenvalues."""
+        return self.lengths is not None and int(self.lengths[run]) == self.dim
 
     def moment(self, p: int) -> float:
         """``∫ λ^p dμ``: an estimate of ``tr(A^p) / n``."""

@@ -32,9 +32,12 @@ def slq_density(
 ) -> DensityResult:
     """SLQ with ``n_runs`` Rademacher start vectors and ``n_steps`` Lanczos steps each (PyHessian's ``n_v``, ``iter``).
 
-    When the operator has fewer than ``n_steps`` dimensions, or a run finds an invariant subspace early, the
-    run ends there with an exact quadrature; its remaining slots hold copies of its last node with weight 0,
-    so every run has ``min(n_steps, n)`` nodes. ``batched=False`` runs one start vector at a time.
+    When the operator has no more than ``n_steps`` dimensions, every run takes ``n`` steps: where it finds an
+    invariant subspace (an eigenvalue of multiplicity > 1) it goes on from a random vector orthogonal to its
+    basis, so its nodes are the exact spectrum, the new ones with weight 0 (the start vector's quadrature is
+    complete at the invariant subspace); ``result.spans_space()`` says so. On a larger operator a run that finds
+    an invariant subspace ends there with an exact quadrature; its remaining slots hold copies of its last node
+    with weight 0, so every run has ``min(n_steps, n)`` nodes. ``batched=False`` runs one start vector at a time.
 
     Example:
         >>> import torch
@@ -51,21 +54,30 @@ def slq_density(
     generator = make_generator(seed)
     V = rademacher((op.size, n_runs), generator=generator, dtype=op.dtype, device=op.device)
     m = min(n_steps, op.size)
+    # a small operator: a run that finds an invariant subspace goes on in its complement, so that it spans the
+    # space (its nodes become the exact spectrum; the new nodes get weight 0, so the quadrature is unchanged)
+    restart = generator if op.size <= n_steps else None
     if batched:
-        tri = [lanczos_tridiagonal(op, V, m, keep_basis=False)]
+        tri = [lanczos_tridiagonal(op, V, m, keep_basis=False, restart_generator=restart)]
     else:
-        tri = [lanczos_tridiagonal(op, V[:, r], m, keep_basis=False) for r in range(n_runs)]
+        tri = [lanczos_tridiagonal(op, V[:, r], m, keep_basis=False, restart_generator=restart) for r in range(n_runs)]
     alphas = [a for t in tri for a in t.alphas]
     betas = [b for t in tri for b in t.betas]
     nodes = torch.zeros(n_runs, m, dtype=torch.float64)
     weights = torch.zeros(n_runs, m, dtype=torch.float64)
+    residuals = torch.zeros(n_runs, m, dtype=torch.float64)
+    lengths = torch.zeros(n_runs, dtype=torch.long)
     for r, (alpha, beta) in enumerate(zip(alphas, betas)):
         theta, S = torch.linalg.eigh(tridiagonal_matrix(alpha, beta))
         w = S[0] ** 2
         length = theta.shape[0]
         nodes[r, :length], weights[r, :length] = theta, w / w.sum()
         nodes[r, length:] = theta[-1]
-    return DensityResult(nodes=nodes, weights=weights, n_hvp=sum(t.n_hvp for t in tri), dim=op.size)
+        lengths[r] = length
+        if length < op.size:  # a run that spans the space has exact nodes
+            residuals[r, :length] = (beta[-1] * S[-1]).abs()
+    return DensityResult(nodes=nodes, weights=weights, n_hvp=sum(t.n_hvp for t in tri), dim=op.size,
+                         residuals=residuals, lengths=lengths)
 
 
 def gaussian_density(

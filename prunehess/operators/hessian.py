@@ -373,6 +373,16 @@ class HessianOperator(LinearOperator):
             return hutchpp_trace(self, **kwargs)
         raise ValueError(f"unknown method {method!r}; choose 'hutchinson' or 'hutch++'")
 
+    def summary(self, *, k: int = 1, per_layer_traces: bool = False, **kwargs):
+        """Top-``k`` eigenvalues, trace and density in one call, sharing products (the density's Lanczos run gives
+        the top eigenvalues when they have converged, and on a small block the exact spectrum and trace); see
+        :func:`~prunehess.estimators.curvature_summary`. ``per_layer_traces=True`` adds every parameter tensor's
+        trace from the same Hutchinson probes."""
+        from prunehess.estimators import curvature_summary
+
+        blocks = self.space.slices() if per_layer_traces else None
+        return curvature_summary(self, k=k, trace_blocks=blocks, **kwargs)
+
     def density(self, *, n_runs: int = 1, n_steps: int = 100, seed: int = 0, **kwargs):
         """Spectral density by stochastic Lanczos quadrature; see :func:`~prunehess.estimators.slq_density`."""
         from prunehess.estimators import slq_density
