@@ -308,7 +308,8 @@ def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, c
 def _choose_strategy(op: HessianOperator, config: ExtractConfig, state: RunState, device, report, log) -> None:
     """Measure strategies on the first checkpoint (or reuse the saved choice); check determinism once."""
     if report.strategy:
-        op.set_strategy(report.strategy["strategy"], report.strategy["batched_strategy"])
+        op.set_strategy(report.strategy["strategy"], report.strategy["batched_strategy"],
+                        cuda_graphs=bool(report.strategy.get("cuda_graphs")) and op.supports_cuda_graphs)
         return
     if config.strategy != "auto" or op.reduces:
         # under data parallelism every rank must run the same strategy: no timing-based choice
@@ -318,14 +319,16 @@ def _choose_strategy(op: HessianOperator, config: ExtractConfig, state: RunState
         choice = state.saved_strategy(device.type)
         if choice is None:
             timings = op.tune()
-            mine = {"strategy": op.strategy, "batched_strategy": op.batched_strategy,
+            mine = {"strategy": op.strategy, "batched_strategy": op.batched_strategy, "cuda_graphs": op.cuda_graphs,
                     "timings": {k: round(v, 6) for k, v in timings.items()}}
             choice = _save_first_strategy(state, device.type, mine)
             log("  HVP strategy: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items())
-                + f" -> {choice['strategy']} / batched {choice['batched_strategy']}"
+                + f" -> {choice['strategy']}{' (CUDA graphs)' if choice.get('cuda_graphs') else ''}"
+                + f" / batched {choice['batched_strategy']}"
                 + ("" if choice is mine else " (measured first by another process of this run)"))
         choice = {k: v for k, v in choice.items() if k not in ("key", "device")}
-    op.set_strategy(choice["strategy"], choice["batched_strategy"])
+    op.set_strategy(choice["strategy"], choice["batched_strategy"],
+                    cuda_graphs=bool(choice.get("cuda_graphs")) and op.supports_cuda_graphs)
     op.check_deterministic()
     report.strategy = choice
 

@@ -50,3 +50,84 @@ def test_dataparallel_products_equal_plain():
     torch.testing.assert_close(parallel.matvec(v), plain.matvec(v), rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError):
         HessianOperator(model, data, forward=nn.DataParallel(model), strategy="forward_over_reverse")
+
+
+@pytest.mark.parametrize("masks", ["auto", None])
+def test_cuda_graph_products_equal_eager_ones(masks):
+    """Captured products (the operator and its blocks, replayed in any order, across a release of the
+    first-order graph) equal eager products."""
+    model, x, y = _case()
+    model = model.cuda()
+    data = split_batch(x.cuda(), y.cuda(), 24)
+    eager = HessianOperator(model, data, masks=masks)
+    captured = HessianOperator(model, data, masks=masks, cuda_graphs=True)
+    assert captured.cuda_graphs and captured.supports_cuda_graphs
+    V = torch.randn(eager.size, 4, dtype=torch.float64, device="cuda")
+    for j in range(4):  # the first call captures, the others replay with new inputs
+        torch.testing.assert_close(captured.matvec(V[:, j]), eager.matvec(V[:, j]), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(captured.matmat(V), eager.matmat(V), rtol=1e-10, atol=1e-12)
+    blocks, eager_blocks = captured.layers(), eager.layers()
+    for name in reversed(list(blocks)):  # blocks captured in one order ...
+        v = torch.randn(blocks[name].size, dtype=torch.float64, device="cuda")
+        torch.testing.assert_close(blocks[name].matvec(v), eager_blocks[name].matvec(v), rtol=1e-10, atol=1e-12)
+    for name in blocks:  # ... and replayed in another
+        v = torch.randn(blocks[name].size, dtype=torch.float64, device="cuda")
+        torch.testing.assert_close(blocks[name].matvec(v), eager_blocks[name].matvec(v), rtol=1e-10, atol=1e-12)
+    captured.check_deterministic()  # releases the first-order graph: captures are dropped and redone
+    torch.testing.assert_close(captured.matvec(V[:, 0]), eager.matvec(V[:, 0]), rtol=1e-10, atol=1e-12)
+    s_eager, s_captured = eager.summary(k=2, slq_steps=30), captured.summary(k=2, slq_steps=30)
+    torch.testing.assert_close(s_captured.eigen.eigenvalues, s_eager.eigen.eigenvalues, rtol=1e-9, atol=1e-12)
+
+
+def test_tune_measures_cuda_graphs():
+    model, x, y = _case()
+    model = model.cuda()
+    op = HessianOperator(model, split_batch(x.cuda(), y.cuda(), 24))
+    timings = op.tune(k=4, repeats=2)
+    if op.strategy == "graph":
+        assert "graph+cuda_graphs" in timings
+        assert op.cuda_graphs == (timings["graph+cuda_graphs"] * 1.15 < timings["graph"])
+    v = torch.randn(op.size, dtype=torch.float64, device="cuda")
+    plain = HessianOperator(model, split_batch(x.cuda(), y.cuda(), 24))
+    torch.testing.assert_close(op.matvec(v), plain.matvec(v), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        HessianOperator(model, split_batch(x.cuda(), y.cuda(), 24), forward=nn.DataParallel(model), cuda_graphs=True)
+
+
+class _SyncingScale(torch.autograd.Function):
+    """``2x`` whose backward reads a number back to the host: cannot be captured in a CUDA graph."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        if float(grad.abs().sum()) < 0:  # a host synchronisation
+            raise AssertionError
+        return 2 * grad
+
+
+class _Syncing(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Sequential(nn.Linear(8, 6), nn.Tanh())
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(_SyncingScale.apply(self.inner(x)))
+
+
+def test_a_product_that_cannot_be_captured_runs_eagerly():
+    torch.manual_seed(1)
+    model = _Syncing().double().cuda()
+    x, y = torch.randn(20, 8, dtype=torch.float64, device="cuda"), torch.randint(0, 3, (20,), device="cuda")
+    eager = HessianOperator(model, [(x, y)])
+    captured = HessianOperator(model, [(x, y)], cuda_graphs=True)
+    v = torch.randn(eager.size, dtype=torch.float64, device="cuda")
+    with pytest.warns(UserWarning, match="CUDA graph capture failed"):
+        first = captured.matvec(v)
+    torch.testing.assert_close(first, eager.matvec(v), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(captured.matvec(2 * v), eager.matvec(2 * v), rtol=1e-10, atol=1e-12)
+    timings = HessianOperator(model, [(x, y)]).tune(k=2, repeats=1)
+    assert "graph+cuda_graphs" not in timings

@@ -99,12 +99,14 @@ Examples:
 @click.option("--download", is_flag=True, help="Let torchvision download a missing dataset into --data-root.")
 @click.option("--top-n", "--top_n", "top_n", default=1, show_default=True, type=int, help="How many top eigenvalues.")
 @click.option("--method", type=click.Choice(METHODS), default="lanczos", show_default=True,
-              help="Top eigenvalues by Lanczos, or by PyHessian's power iteration.")
+              help="Top eigenvalues by Lanczos (read from the density's Lanczos run when converged), or by PyHessian's "
+                   "power iteration.")
 @click.option("--tol", default=1e-3, show_default=True, type=float,
               help="Eigenvalue tolerance: Lanczos residual ≤ tol·|λ|; power: relative change < tol (PyHessian).")
 @click.option("--max-iter", "max_iter", default=100, show_default=True, type=int, help="Most Lanczos steps / power iterations.")
 @click.option("--trace-method", type=click.Choice(TRACE_METHODS), default="hutchinson", show_default=True,
-              help="Hutchinson (per-layer traces from the same probes) or Hutch++ (fewer HVPs for the same error).")
+              help="Hutchinson or Hutch++ (fewer HVPs for the same error); a layer no larger than --slq-steps gets its "
+                   "exact trace from its SLQ run instead.")
 @click.option("--trace-probes", default=100, show_default=True, type=int, help="Most Hutchinson probes (Hutch++: HVP budget).")
 @click.option("--trace-tol", default=1e-3, show_default=True, type=float,
               help="PyHessian's stopping rule for Hutchinson (relative change of the mean); 0 uses every probe.")

@@ -126,6 +126,9 @@ class HessianOperator(LinearOperator):
         reduce: applied to every flat product (e.g. an all-reduce sum across ranks).
         fast_second_order: record convolutions and eval-mode BatchNorm in forms whose second derivatives are
             cheap (autograd strategies; see :mod:`prunehess.operators.kernels`). ``False``: PyTorch's own.
+        cuda_graphs: on a GPU with the ``"graph"`` strategy, capture each operator's (and block's) product in a
+            CUDA graph on first use and replay it afterwards (:mod:`prunehess.operators.cudagraph`); :meth:`tune`
+            turns it on where it is clearly faster.
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class HessianOperator(LinearOperator):
         total_samples: Optional[int] = None,
         reduce: Optional[Callable[[Tensor], Tensor]] = None,
         fast_second_order: bool = True,
+        cuda_graphs: bool = False,
     ):
         if not data:
             raise ValueError("the Hessian batch is empty")
@@ -157,9 +161,10 @@ class HessianOperator(LinearOperator):
         n_total = total_samples if total_samples is not None else sum(int(y.shape[0]) for _, y in batches)
         weights = [int(y.shape[0]) / n_total for _, y in batches]
         problem = HVPProblem(model, loss_fn, batches, weights, forward, fast_second_order)
-        self._init_shared(problem, space, ReusedGradient(problem, names), strategy, batched_strategy, reduce)
+        self._init_shared(problem, space, ReusedGradient(problem, names), strategy, batched_strategy, reduce,
+                          cuda_graphs)
 
-    def _init_shared(self, problem, space, gradient, strategy, batched_strategy, reduce) -> None:
+    def _init_shared(self, problem, space, gradient, strategy, batched_strategy, reduce, cuda_graphs) -> None:
         first = dict(problem.model.named_parameters())[space.names[0]]
         super().__init__(space.dim, first.dtype, first.device)
         self.problem = problem
@@ -167,7 +172,8 @@ class HessianOperator(LinearOperator):
         self._gradient = gradient
         self._reduce = reduce
         self._hvps: dict[str, HVP] = {}
-        self.set_strategy(strategy, batched_strategy)
+        self._captured = None
+        self.set_strategy(strategy, batched_strategy, cuda_graphs=cuda_graphs)
         self.tuning: dict[str, float] = {}
 
     # ----- configuration -------------------------------------------------------------------------------------
@@ -181,8 +187,10 @@ class HessianOperator(LinearOperator):
         """Whether products are combined across processes (data-parallel Hessian batch)."""
         return self._reduce is not None
 
-    def set_strategy(self, strategy: Strategy, batched_strategy: Optional[BatchedStrategy] = None) -> None:
-        """Choose how single and batched products are computed."""
+    def set_strategy(self, strategy: Strategy, batched_strategy: Optional[BatchedStrategy] = None, *,
+                     cuda_graphs: Optional[bool] = None) -> None:
+        """Choose how single and batched products are computed (``cuda_graphs``: keep the current setting when
+        ``None``)."""
         from prunehess.operators.hvp import STRATEGIES
 
         if strategy not in STRATEGIES:
@@ -193,7 +201,16 @@ class HessianOperator(LinearOperator):
         custom_forward = self.problem.forward is not self.problem.model
         if custom_forward and (strategy == "forward_over_reverse" or batched_strategy == "vmap"):
             raise ValueError("a custom forward (e.g. DataParallel) needs an autograd strategy: 'graph' or 'double_backward'")
-        self.strategy, self.batched_strategy = strategy, batched_strategy
+        if cuda_graphs is None:
+            cuda_graphs = getattr(self, "cuda_graphs", False)
+        if cuda_graphs and not self.supports_cuda_graphs:
+            raise ValueError("cuda_graphs needs a CUDA device, the model's own forward and no cross-process reduce")
+        self.strategy, self.batched_strategy, self.cuda_graphs = strategy, batched_strategy, bool(cuda_graphs)
+
+    @property
+    def supports_cuda_graphs(self) -> bool:
+        """Whether products can be captured in CUDA graphs: a GPU, the model's own forward, no cross-process reduce."""
+        return self.device.type == "cuda" and self.problem.forward is self.problem.model and self._reduce is None
 
     def _hvp(self, strategy: str) -> HVP:
         if strategy not in self._hvps:
@@ -204,7 +221,8 @@ class HessianOperator(LinearOperator):
         """The diagonal block of the selected parameters ``names`` (others fixed), sharing data and graph."""
         names = (names,) if isinstance(names, str) else tuple(names)
         block = HessianOperator.__new__(HessianOperator)
-        block._init_shared(self.problem, self.space.subspace(names), self._gradient, self.strategy, self.batched_strategy, self._reduce)
+        block._init_shared(self.problem, self.space.subspace(names), self._gradient, self.strategy,
+                           self.batched_strategy, self._reduce, self.cuda_graphs)
         return block
 
     def layers(self) -> dict[str, "HessianOperator"]:
@@ -220,8 +238,29 @@ class HessianOperator(LinearOperator):
         return self._reduce(flat) if self._reduce is not None else flat
 
     def _matvec(self, v: Tensor) -> Tensor:
-        hv = self._hvp(self.strategy).apply(self.space.from_flat(v.contiguous()))  # column views are slow
-        return self._finish(self.space.to_flat(hv))
+        v = v.contiguous()  # column views are slow
+        if self.cuda_graphs and self.strategy == "graph":
+            return self._captured_product()(v)
+        return self._finish(self._product(v))
+
+    def _product(self, v: Tensor) -> Tensor:
+        return self.space.to_flat(self._hvp(self.strategy).apply(self.space.from_flat(v)))
+
+    def _captured_product(self):
+        """This operator's product as a CUDA graph (captured on first use; the first-order graph is moved to
+        the capture stream, shared with the operator's blocks)."""
+        from prunehess.operators.cudagraph import CudaGraphs
+
+        if self._captured is None:
+            context = self._gradient.cuda_graphs
+            if context is None:
+                context = CudaGraphs(self.device)
+                self._gradient.release()  # rebuilt on the capture stream at the first product
+                self._gradient.stream = context.stream
+                self._gradient.on_release.append(context.reset)
+                self._gradient.cuda_graphs = context
+            self._captured = context.product(self._product)
+        return self._captured
 
     def _matmat(self, V: Tensor) -> Tensor:
         if self.batched_strategy == "loop":
@@ -260,7 +299,8 @@ class HessianOperator(LinearOperator):
         """Time each strategy on this operator and keep the fastest for single and for batched products.
 
         Measures seconds per product (fastest of ``repeats``) for ``graph``, ``double_backward`` and
-        ``forward_over_reverse`` (single) and ``vmap`` and ``graph_batched`` over ``k`` vectors. Strategies that
+        ``forward_over_reverse`` (single; on a GPU also ``graph`` replayed from a CUDA graph, kept when clearly
+        faster) and ``vmap`` and ``graph_batched`` over ``k`` vectors. Strategies that
         fail (unsupported operator, out of memory) are skipped, and a batched strategy is kept only if its peak
         memory stays within ``memory_factor`` times the chosen single strategy's (batched products hold ``k``
         sets of activations; on a CPU the process's high-water mark is watched instead). Returns the timings
@@ -308,7 +348,22 @@ class HessianOperator(LinearOperator):
         if "graph" in timings and timings["graph"] <= _CLEARLY_FASTER * timings[best_single]:
             best_single = "graph"  # near-ties go to graph reuse: cheapest in principle, and timings are noisy
         self.strategy = best_single
-        batched_timings = {"loop": timings.get(best_single, float("inf"))}
+        if best_single == "graph" and self.supports_cuda_graphs and (candidates is None or "cuda_graphs" in candidates):
+            self.cuda_graphs = True
+            before = self._reset_peak()
+            t = timed(lambda: self._matvec(v))
+            captured = self._captured
+            if t is not None and captured is not None and not captured.failed:
+                timings["graph+cuda_graphs"] = t
+                fits = self._within(peaks.get("graph", 0), before, self._peak(), memory_factor)
+                self.cuda_graphs = fits and _CLEARLY_FASTER * t < timings["graph"]
+            else:
+                self.cuda_graphs = False
+            if not self.cuda_graphs and self._gradient.cuda_graphs is not None:
+                self._gradient.cuda_graphs.reset()
+                self._captured = None
+        single = timings["graph+cuda_graphs"] if self.cuda_graphs else timings.get(best_single, float("inf"))
+        batched_timings = {"loop": single}
         for name in batched:
             self.batched_strategy = name
             before = self._reset_peak()

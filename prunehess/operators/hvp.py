@@ -95,22 +95,33 @@ class ReusedGradient:
         self.problem = problem
         self.names = tuple(names)
         self._grads: Optional[dict[str, Tensor]] = None
+        self.stream = None  # a CUDA stream to build the graph on (the products captured in CUDA graphs run there)
+        self.cuda_graphs = None  # the CudaGraphs context of the operator and its blocks, when capturing
+        self.on_release: list[Callable[[], None]] = []
 
     def grads(self) -> dict[str, Tensor]:
         if self._grads is None:
+            if self.stream is not None:
+                self.stream.wait_stream(torch.cuda.current_stream(self.stream.device))
+            on_stream = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
             params = self.problem.parameters(self.names)
             total: Optional[list[Tensor]] = None
-            with eval_mode(self.problem.model), torch.enable_grad(), fast_second_order(self.problem.fast_second_order):
+            with on_stream, eval_mode(self.problem.model), torch.enable_grad(), \
+                    fast_second_order(self.problem.fast_second_order):
                 for (x, y), w in zip(self.problem.batches, self.problem.weights):
                     loss = self.problem.loss_fn(self.problem.forward(x), y) * w
                     g = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
                     g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, params)]
                     total = g if total is None else [a + b for a, b in zip(total, g)]
             self._grads = dict(zip(self.names, total))
+            if self.stream is not None:
+                torch.cuda.current_stream(self.stream.device).wait_stream(self.stream)
         return self._grads
 
     def release(self) -> None:
-        """Drop the graph (frees the activations it holds)."""
+        """Drop the graph (frees the activations it holds), and whatever was built on it."""
+        for callback in self.on_release:
+            callback()
         self._grads = None
 
 

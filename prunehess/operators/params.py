@@ -40,7 +40,18 @@ class ParameterSpace:
                 index[name] = None
                 sizes.append(int(torch.Size(shape).numel()))
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_on_device", {})
         object.__setattr__(self, "sizes", tuple(sizes))
+
+    def _index_on(self, name: str, device: torch.device) -> Optional[Tensor]:
+        """The surviving positions of ``name`` on ``device`` (copied there once: no transfer per product)."""
+        idx = self._index[name]
+        if idx is None or idx.device == device:
+            return idx
+        key = (name, device)
+        if key not in self._on_device:
+            self._on_device[key] = idx.to(device)
+        return self._on_device[key]
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, Tensor], masks: Optional[Mapping[str, Tensor]] = None) -> "ParameterSpace":
@@ -82,9 +93,9 @@ class ParameterSpace:
             t = tensors[name]
             lead = t.shape[: t.dim() - len(shape)]
             t = t.reshape(*lead, -1)
-            idx = self._index[name]
+            idx = self._index_on(name, t.device)
             if idx is not None:
-                t = t.index_select(-1, idx.to(t.device))
+                t = t.index_select(-1, idx)
             parts.append(t)
         return torch.cat(parts, dim=-1)
 
@@ -93,11 +104,11 @@ class ParameterSpace:
         lead = flat.shape[:-1]
         out = {}
         for name, shape, chunk in zip(self.names, self.shapes, flat.split(list(self.sizes), dim=-1)):
-            idx = self._index[name]
+            idx = self._index_on(name, chunk.device)
             if idx is None:
                 out[name] = chunk.reshape(*lead, *shape)
             else:
                 full = chunk.new_zeros(*lead, torch.Size(shape).numel())
-                full.index_copy_(full.dim() - 1, idx.to(chunk.device), chunk)
+                full.index_copy_(full.dim() - 1, idx, chunk)
                 out[name] = full.reshape(*lead, *shape)
         return out

@@ -21,6 +21,10 @@ def test_readme_library_snippet_runs_and_matches_dense_hessian(capsys):
     assert abs(sum(b.estimate for b in tr.blocks.values()) - tr.estimate) < 1e-6 * max(1.0, abs(tr.estimate))
     H = namespace["H"]
     assert H.size < sum(p.numel() for p in namespace["model"].parameters())  # pruned weights are not coordinates
+    summary, block = namespace["summary"], namespace["first_layer"]
+    dense_block = torch.stack([block.matvec(e) for e in torch.eye(block.size)], dim=1)
+    assert summary.trace.method == "exact" and summary.n_hvp == block.size
+    assert abs(summary.trace.estimate - float(torch.trace(dense_block))) < 1e-4 * abs(summary.trace.estimate)
 
 
 def test_readme_mentions_the_two_commands():

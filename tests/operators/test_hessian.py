@@ -401,3 +401,12 @@ def test_operator_estimator_methods(float64):
         op.trace(method="exact")
     with pytest.raises(ValueError, match="unknown method"):
         op.top_eigen(1, method="arnoldi")
+
+
+def test_cuda_graphs_need_a_gpu():
+    case = cases.build("mlp_tanh_ce")
+    op = HessianOperator(case.model, case.data, case.loss_fn)
+    assert not op.supports_cuda_graphs and not op.cuda_graphs
+    with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
+        HessianOperator(case.model, case.data, case.loss_fn, cuda_graphs=True)
+    assert "graph+cuda_graphs" not in op.tune(k=2, repeats=1)
