@@ -103,10 +103,12 @@ def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: i
 
 # ----- prunehess -------------------------------------------------------------------------------------------------
 def operator(model, batches, *, strategy: str, batched: str, masks="auto", params=None, fast_second_order: bool = True):
+    """prunehess's operator; ``strategy="graph+cuda_graphs"``: graph reuse replayed from CUDA graphs."""
     from prunehess import HessianOperator
 
+    strategy, _, extra = strategy.partition("+")
     return HessianOperator(model, list(batches), masks=masks, params=params, strategy=strategy, batched_strategy=batched,
-                           fast_second_order=fast_second_order)
+                           fast_second_order=fast_second_order, cuda_graphs=extra == "cuda_graphs")
 
 
 def probe_batch(batched: str) -> int:
@@ -157,7 +159,7 @@ def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: 
     """Seconds per product for one strategy (``k`` > 1: per product of a ``k``-vector batch), graph build apart;
     ``"<strategy>:native"``: with PyTorch's own convolution/BatchNorm double backward (``fast_second_order=False``)."""
     strategy, _, native = strategy.partition(":")
-    single = strategy in ("graph", "double_backward", "forward_over_reverse")
+    single = strategy.partition("+")[0] in ("graph", "double_backward", "forward_over_reverse")
     H = operator(model, batches, strategy=strategy if single else "graph", batched="loop" if single else strategy,
                  fast_second_order=not native)
     g = torch.Generator().manual_seed(0)
@@ -166,6 +168,8 @@ def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: 
     build = 0.0
     if strategy in ("graph", "graph_batched"):
         build, _ = _clock(device, lambda: H._gradient.grads())
+    elif strategy == "graph+cuda_graphs":
+        build, _ = _clock(device, lambda: H @ v[:, 0])  # graph build and capture
     t, _ = timed(fn, device, repeats=repeats, warmup=1)
     H.release()
     return {"hvp_s": t / k, "build_s": build}

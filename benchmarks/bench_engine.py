@@ -64,6 +64,7 @@ from _bench_work import (  # noqa: E402
 STRATEGY_ROWS = (
     ("graph", 1, "graph reuse (first-order graph kept)"),
     ("graph:native", 1, "graph reuse, PyTorch's own conv/BatchNorm double backward"),
+    ("graph+cuda_graphs", 1, "graph reuse replayed from a CUDA graph"),
     ("double_backward", 1, "double backward (rebuilt per HVP)"),
     ("forward_over_reverse", 1, "forward-over-reverse (jvp of grad)"),
     ("vmap", 10, "vmap over 10 tangents, per HVP"),
@@ -268,6 +269,8 @@ class Bench:
         for strategy, k, label in STRATEGY_ROWS:
             if strategy.endswith(":native") and not has_conv_or_bn:
                 continue  # fast_second_order changes nothing without convolutions or BatchNorm
+            if strategy.endswith("+cuda_graphs") and dev.type != "cuda":
+                continue
             peak = self._peak()
             try:
                 with peak:
@@ -280,7 +283,7 @@ class Bench:
             mem = getattr(peak, "mb", None) if dev.type == "cuda" else self.memory_of(w, "pn-hvp", {"strategy": strategy, "k": k})
             note = f"{r['hvp_s'] / grad:.2f}× gradient"
             if r.get("build_s"):
-                note += f"; + graph build {_t(r['build_s'])} once"
+                note += f"; + graph build{' and capture' if 'cuda_graphs' in strategy else ''} {_t(r['build_s'])} once"
             sec.add(f"HVP: {label}", ph=ph_hvp, pn=r["hvp_s"], note=note + _mem(mem))
         return grad
 
@@ -289,7 +292,7 @@ class Bench:
         H = operator(w.model, w.batches, strategy="graph", batched="loop")
         kwargs = {"k": 2, "repeats": 1} if self.args.quick else {}
         t_tune, timings = timed(lambda: H.tune(**kwargs), self.device)
-        strategy, batched = H.strategy, H.batched_strategy
+        strategy, batched = H.strategy + ("+cuda_graphs" if H.cuda_graphs else ""), H.batched_strategy
         H.release()
         note = (f"picked {strategy} + batched {batched}; its timings per HVP: "
                 + ", ".join(f"{k.replace('batched:', 'b:')} {_t(v)}" for k, v in timings.items()))

@@ -86,7 +86,8 @@ def test_tune_measures_cuda_graphs():
     timings = op.tune(k=4, repeats=2)
     if op.strategy == "graph":
         assert "graph+cuda_graphs" in timings
-        assert op.cuda_graphs == (timings["graph+cuda_graphs"] * 1.15 < timings["graph"])
+        if op.cuda_graphs:  # kept only when clearly faster (and within the memory rule)
+            assert timings["graph+cuda_graphs"] * 1.15 < timings["graph"]
     v = torch.randn(op.size, dtype=torch.float64, device="cuda")
     plain = HessianOperator(model, split_batch(x.cuda(), y.cuda(), 24))
     torch.testing.assert_close(op.matvec(v), plain.matvec(v), rtol=1e-10, atol=1e-12)
