@@ -1,7 +1,8 @@
 """The ``prunehess`` command group and its error handling.
 
 User errors (:class:`prunehess.errors.PrunehessError`) print one line, ``Error: <message>``, and exit with the
-error's code; ``--debug`` shows the traceback instead. Subcommands live in sibling modules and attach to
+error's code; any other exception (a bug) prints one line too and exits 70; ``--debug`` shows the traceback
+instead. Subcommands live in sibling modules and attach to
 :data:`main` with ``@main.command()``.
 """
 from __future__ import annotations
@@ -11,6 +12,8 @@ import warnings
 import click
 
 from prunehess.errors import PrunehessError
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE: an unexpected exception, not a problem with the input
 
 
 class _FriendlyGroup(click.Group):
@@ -24,6 +27,15 @@ class _FriendlyGroup(click.Group):
                 raise
             click.echo(f"Error: {err}", err=True)
             ctx.exit(err.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as err:  # a bug in prunehess (or a library under it): one line too, the details on demand
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            detail = (str(err).strip().splitlines() or [""])[0]
+            click.echo(f"Error: internal error ({type(err).__name__}: {detail}); rerun with --debug for the "
+                       "traceback, and please report it", err=True)
+            ctx.exit(INTERNAL_ERROR)
 
 
 @click.group(cls=_FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -90,6 +90,21 @@ def test_errors_are_one_line(tmp_path):
     assert result.output.strip() == f"Error: {tmp_path / 'nope'}: no such folder"
 
 
+def test_a_bug_is_one_line_too_and_debug_shows_it(tree, tmp_path, monkeypatch):
+    import prunehess.plots
+
+    def broken(**kwargs):
+        raise ValueError("x and y must be finite\nsecond line")
+
+    monkeypatch.setattr(prunehess.plots, "plot_all", broken)
+    result = run("plot", "all", "--path", tree.root, "--save-path", tmp_path)
+    assert result.exit_code == 70
+    assert result.output.strip() == ("Error: internal error (ValueError: x and y must be finite); rerun with --debug "
+                                     "for the traceback, and please report it")
+    with pytest.raises(ValueError, match="must be finite"):
+        run("--debug", "plot", "all", "--path", tree.root, "--save-path", tmp_path)
+
+
 def test_bad_layers_value(tree, tmp_path):
     result = run("plot", "trace", "--path", tree.root, "--save-path", tmp_path, "--layers", "many")
     assert result.exit_code == 2 and "neither a count nor 'all'" in result.output

@@ -71,6 +71,21 @@ def test_density_map_columns_are_densities_peaking_at_the_nodes():
     assert np.all(np.diff(dmap.eigenvalue_edges) > 0)
 
 
+@pytest.mark.parametrize("scale", [1e-6, 0.03, 1e4])
+def test_density_map_of_small_spectra_with_exact_zeros(scale):
+    """Exact spectra of small layers: rounding-level zeros next to eigenvalues of any scale (a tiny linthresh:
+    symlog coordinates are then tiny too, and the grid must follow them)."""
+    nodes = np.concatenate([np.full(40, 1e-12 * scale), [-2e-10 * scale], np.linspace(0.1, 1.0, 59) * scale])
+    weights = np.full(nodes.size, 1.0 / nodes.size)
+    dmap = pp.density_map([(nodes, weights), (nodes * 0.5, weights)], num_points=200)
+    assert np.all(np.isfinite(dmap.eigenvalue_edges)) and np.all(np.diff(dmap.eigenvalue_edges) > 0)
+    assert dmap.eigenvalue_edges[0] < nodes.min() and dmap.eigenvalue_edges[-1] > nodes.max()
+    assert dmap.eigenvalue_edges[-1] < 10 * nodes.max()  # the grid spans the nodes, not decades beyond them
+    np.testing.assert_allclose(dmap.density.sum(axis=0) * dmap.du, 1.0)
+    fig = pp.render_density_heatmap([0, 10], [(nodes, weights), (nodes * 0.5, weights)], num_points=64)
+    assert isinstance(fig, Figure)
+
+
 def test_default_linthresh_sits_below_the_bulk():
     nodes = np.concatenate([np.full(80, 3e-3), [200.0]])
     assert default_linthresh(nodes) == pytest.approx(1e-3)
