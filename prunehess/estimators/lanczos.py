@@ -84,7 +84,7 @@ def lanczos_tridiagonal(
     n_steps = min(int(n_steps), n)
     if breakdown_tol is None:
         breakdown_tol = 100 * torch.finfo(op.dtype).eps
-    Q = torch.zeros(r, n_steps + 1, n, dtype=op.dtype, device=op.device)
+    Q = torch.empty(r, n_steps + 1, n, dtype=op.dtype, device=op.device)  # rows are written before they are read
     Q[:, 0] = (V / V.norm(dim=0, keepdim=True)).T
     alphas = torch.zeros(r, n_steps, dtype=torch.float64)
     betas = torch.zeros(r, n_steps, dtype=torch.float64)
