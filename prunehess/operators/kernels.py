@@ -158,17 +158,19 @@ class _FastSecondOrder(TorchFunctionMode):
                 return replaced
         return func(*args, **kwargs)
 
+    # the parameter names are torch.nn.functional's, so calls by keyword (input=..., weight=...) work too
     @staticmethod
-    def _conv(dims: int, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-        if isinstance(padding, str) or x.dim() != dims + 2:  # 'same'/'valid' or unbatched input: PyTorch's own
+    def _conv(dims: int, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+        if isinstance(padding, str) or input.dim() != dims + 2:  # 'same'/'valid' or unbatched: PyTorch's own
             return None
-        return conv(x, weight, bias, stride, padding, dilation, groups)
+        return conv(input, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
-    def _batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    def _batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,  # noqa: A002
+                    momentum=0.1, eps=1e-5):
         if training or running_mean is None or running_var is None:
             return None  # batch statistics: PyTorch's own
-        return batch_norm_affine(x, running_mean, running_var, weight, bias, eps)
+        return batch_norm_affine(input, running_mean, running_var, weight, bias, eps)
 
 
 @contextlib.contextmanager

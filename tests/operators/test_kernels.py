@@ -152,6 +152,19 @@ def test_what_is_not_handled_passes_through():
     assert_close(bn, F.batch_norm(x, None, None, training=True), rtol=0, atol=0, name="batch stats")
 
 
+def test_keyword_calls_are_replaced_too():
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    mean, var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    with fast_second_order():
+        y = F.conv2d(input=x, weight=w, stride=2, padding=1)
+        z = F.batch_norm(input=y, running_mean=mean, running_var=var, eps=1e-3)
+    assert type(y.grad_fn).__name__ == "_ConvolutionBackward"
+    assert type(z.grad_fn).__name__ == "_EvalBatchNormBackward"
+    assert_close(z, F.batch_norm(F.conv2d(x, w, stride=2, padding=1), mean, var, eps=1e-3), rtol=1e-12, atol=1e-12,
+                 name="keywords")
+
+
 def test_forward_values_and_gradients_match_pytorch():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 4, 9, 8, generator=g, dtype=torch.float64, requires_grad=True)
