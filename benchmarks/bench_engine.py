@@ -153,7 +153,7 @@ class Bench:
         mode = "data= (graph built once, reused)" if len(batches) == 1 else "dataloader= (every mini-batch's graph rebuilt per HVP)"
         sec.notes.append(f"PyHessian mode: {mode}")
 
-        grad = self.hvp_rows(sec, w)
+        self.hvp_rows(sec, w)
         strategy, batched, t_tune = self.tune_row(sec, w)
         ref_vals, ref_lm, diag, tr_exact = self.references(sec, w)
 
