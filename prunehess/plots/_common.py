@@ -218,6 +218,12 @@ def percent_of(percents: Mapping[int, float], iteration: int, source: str) -> fl
                         f"{iteration_tag(iteration)}; line {iteration + 1} of remain_params.txt)") from None
 
 
+def percents_with_source(layout: OutputLayout, remain_params_file_path: str | Path | None
+                         ) -> tuple[dict[int, float], str]:
+    """:func:`remaining_percents` and the file they came from (for messages naming it)."""
+    return remaining_percents(layout, remain_params_file_path), percent_source(layout, remain_params_file_path)
+
+
 def percent_source(layout: OutputLayout, remain_params_file_path: str | Path | None) -> str:
     if remain_params_file_path is not None:
         return str(remain_params_file_path)

@@ -262,8 +262,7 @@ def plot_density_eigen(path, save_path, layers=0, models=None, epochs=None, mode
         raise ValueError(f"unknown style {style!r}; expected one of: {', '.join(DENSITY_STYLES)}")
     metric = "density_eigen"
     layout = c.resolve_layout(path, metric)
-    percents = c.remaining_percents(layout, remain_params_file_path)
-    source = c.percent_source(layout, remain_params_file_path)
+    percents, source = c.percents_with_source(layout, remain_params_file_path)
     written = []
     for layer in c.layers_to_plot(layout, metric, layers):
         keys = layout.list_results(metric, layer)

@@ -91,8 +91,7 @@ def plot_layer_match(path, save_path, layers=None, models=None, epochs=None, mod
     if not chosen_layers:
         raise DataError(f"{layout.root}: no per-layer results (density_eigen_layer<k> folders); run extract with "
                         "--compute-each-layer")
-    percents = c.remaining_percents(layout, remain_params_file_path)
-    source = c.percent_source(layout, remain_params_file_path)
+    percents, source = c.percents_with_source(layout, remain_params_file_path)
     names = _layer_names(layout)
     labels = [c.layer_label(k, names) for k in chosen_layers]
     keys = layout.list_results(metric, None)

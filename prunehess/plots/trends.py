@@ -139,8 +139,7 @@ def best_trend(layout: OutputLayout, metric: str, layer: int | None,
 def _plot_within(metric: str, path, save_path, layers, models, epochs, model_name, dataset_name,
                  remain_params_file_path) -> list[Path]:
     layout = c.resolve_layout(path, metric)
-    percents = c.remaining_percents(layout, remain_params_file_path)
-    source = c.percent_source(layout, remain_params_file_path)
+    percents, source = c.percents_with_source(layout, remain_params_file_path)
     written = []
     for layer in c.layers_to_plot(layout, metric, layers):
         results = layout.read_metric(metric, layer)
@@ -157,8 +156,7 @@ def _plot_within(metric: str, path, save_path, layers, models, epochs, model_nam
 def _plot_best(metric: str, path, save_path, layers, models, model_name, dataset_name,
                remain_params_file_path) -> list[Path]:
     layout = c.resolve_layout(path, metric)
-    percents = c.remaining_percents(layout, remain_params_file_path)
-    source = c.percent_source(layout, remain_params_file_path)
+    percents, source = c.percents_with_source(layout, remain_params_file_path)
     written = []
     for layer in c.layers_to_plot(layout, metric, layers):
         keys = layout.list_results(metric, layer)
