@@ -103,12 +103,15 @@ def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: i
 
 # ----- prunehess -------------------------------------------------------------------------------------------------
 def operator(model, batches, *, strategy: str, batched: str, masks="auto", params=None, fast_second_order: bool = True):
-    """prunehess's operator; ``strategy="graph+cuda_graphs"``: graph reuse replayed from CUDA graphs."""
+    """prunehess's operator; ``strategy`` may carry what ``tune()`` adds to graph reuse: ``"+one_chunk"`` (the
+    mini-batches merged into one chunk) and ``"+cuda_graphs"`` (products replayed from CUDA graphs)."""
     from prunehess import HessianOperator
 
-    strategy, _, extra = strategy.partition("+")
-    return HessianOperator(model, list(batches), masks=masks, params=params, strategy=strategy, batched_strategy=batched,
-                           fast_second_order=fast_second_order, cuda_graphs=extra == "cuda_graphs")
+    strategy, *extras = strategy.split("+")
+    batches = list(batches)
+    chunk = sum(int(y.shape[0]) for _, y in batches) if "one_chunk" in extras else None
+    return HessianOperator(model, batches, masks=masks, params=params, strategy=strategy, batched_strategy=batched,
+                           fast_second_order=fast_second_order, cuda_graphs="cuda_graphs" in extras, chunk_size=chunk)
 
 
 def probe_batch(batched: str) -> int:
@@ -168,8 +171,10 @@ def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: 
     build = 0.0
     if strategy in ("graph", "graph_batched"):
         build, _ = _clock(device, lambda: H._gradient.grads())
-    elif strategy == "graph+cuda_graphs":
+    elif strategy.endswith("+cuda_graphs"):
         build, _ = _clock(device, lambda: H @ v[:, 0])  # graph build and capture
+    elif strategy.startswith("graph+"):
+        build, _ = _clock(device, lambda: H._gradient.grads())
     t, _ = timed(fn, device, repeats=repeats, warmup=1)
     H.release()
     return {"hvp_s": t / k, "build_s": build}

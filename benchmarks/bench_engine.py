@@ -64,6 +64,7 @@ from _bench_work import (  # noqa: E402
 STRATEGY_ROWS = (
     ("graph", 1, "graph reuse (first-order graph kept)"),
     ("graph:native", 1, "graph reuse, PyTorch's own conv/BatchNorm double backward"),
+    ("graph+one_chunk", 1, "graph reuse, the mini-batches in one chunk"),
     ("graph+cuda_graphs", 1, "graph reuse replayed from a CUDA graph"),
     ("double_backward", 1, "double backward (rebuilt per HVP)"),
     ("forward_over_reverse", 1, "forward-over-reverse (jvp of grad)"),
@@ -271,6 +272,8 @@ class Bench:
                 continue  # fast_second_order changes nothing without convolutions or BatchNorm
             if strategy.endswith("+cuda_graphs") and dev.type != "cuda":
                 continue
+            if "one_chunk" in strategy and len(batches) == 1:
+                continue  # nothing to merge
             peak = self._peak()
             try:
                 with peak:
@@ -292,7 +295,8 @@ class Bench:
         H = operator(w.model, w.batches, strategy="graph", batched="loop")
         kwargs = {"k": 2, "repeats": 1} if self.args.quick else {}
         t_tune, timings = timed(lambda: H.tune(**kwargs), self.device)
-        strategy, batched = H.strategy + ("+cuda_graphs" if H.cuda_graphs else ""), H.batched_strategy
+        strategy = H.strategy + ("+one_chunk" if H.chunk_size else "") + ("+cuda_graphs" if H.cuda_graphs else "")
+        batched = H.batched_strategy
         H.release()
         note = (f"picked {strategy} + batched {batched}; its timings per HVP: "
                 + ", ".join(f"{k.replace('batched:', 'b:')} {_t(v)}" for k, v in timings.items()))

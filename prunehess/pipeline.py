@@ -308,8 +308,7 @@ def _analyse(ref, found, model, forward, batches, total, reduce, tests, names, c
 def _choose_strategy(op: HessianOperator, config: ExtractConfig, state: RunState, device, report, log) -> None:
     """Measure strategies on the first checkpoint (or reuse the saved choice); check determinism once."""
     if report.strategy:
-        op.set_strategy(report.strategy["strategy"], report.strategy["batched_strategy"],
-                        cuda_graphs=bool(report.strategy.get("cuda_graphs")) and op.supports_cuda_graphs)
+        _apply_strategy(op, report.strategy)
         return
     if config.strategy != "auto" or op.reduces:
         # under data parallelism every rank must run the same strategy: no timing-based choice
@@ -320,17 +319,24 @@ def _choose_strategy(op: HessianOperator, config: ExtractConfig, state: RunState
         if choice is None:
             timings = op.tune()
             mine = {"strategy": op.strategy, "batched_strategy": op.batched_strategy, "cuda_graphs": op.cuda_graphs,
-                    "timings": {k: round(v, 6) for k, v in timings.items()}}
+                    "chunk_size": op.chunk_size, "timings": {k: round(v, 6) for k, v in timings.items()}}
             choice = _save_first_strategy(state, device.type, mine)
             log("  HVP strategy: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items())
                 + f" -> {choice['strategy']}{' (CUDA graphs)' if choice.get('cuda_graphs') else ''}"
+                + (f", chunks of {choice['chunk_size']}" if choice.get("chunk_size") else "")
                 + f" / batched {choice['batched_strategy']}"
                 + ("" if choice is mine else " (measured first by another process of this run)"))
         choice = {k: v for k, v in choice.items() if k not in ("key", "device")}
-    op.set_strategy(choice["strategy"], choice["batched_strategy"],
-                    cuda_graphs=bool(choice.get("cuda_graphs")) and op.supports_cuda_graphs)
+    _apply_strategy(op, choice)
     op.check_deterministic()
     report.strategy = choice
+
+
+def _apply_strategy(op: HessianOperator, choice: dict[str, Any]) -> None:
+    """Set the product strategy, CUDA graphs and chunking that ``choice`` (as saved in strategy.json) names."""
+    op.set_chunk_size(choice.get("chunk_size"))
+    op.set_strategy(choice["strategy"], choice["batched_strategy"],
+                    cuda_graphs=bool(choice.get("cuda_graphs")) and op.supports_cuda_graphs)
 
 
 def _save_first_strategy(state: RunState, device_key: str, choice: dict[str, Any]) -> dict[str, Any]:

@@ -46,19 +46,29 @@ def tridiagonal_matrix(alpha: Tensor, beta: Tensor) -> Tensor:
     return T
 
 
-def _orthogonalise(W: Tensor, Q: Tensor) -> Tensor:
-    """Remove from each row of ``W`` (``r × n``) its components along the rows of ``Q`` (``r × j × n``).
+def _orthogonalise(W: Tensor, Q: Tensor, norms: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    """Remove from each row of ``W`` (``r × n``, in place) its components along the rows of ``Q`` (``r × j × n``).
 
     Classical Gram–Schmidt, repeated once where the first pass cancelled much of the vector
     (‖w_after‖ < 0.7 ‖w_before‖, the Daniel–Gragg–Kaufman–Stewart criterion), which is when roundoff could leave
-    it short of orthogonal.
+    it short of orthogonal. ``norms``: the rows' norms, when already known. Returns ``W`` and its new norms.
+
+    Each pass reads the basis twice (the overlaps, then the update) and nothing else of its size: on a CPU this
+    is most of a long run's time besides the products, so the passes are matrix–vector products into ``W``'s own
+    storage, without temporaries.
     """
+    before = W.norm(dim=1) if norms is None else norms
     for _ in range(2):
-        before = W.norm(dim=1)
-        W = W - torch.bmm(Q.transpose(1, 2), torch.bmm(Q, W.unsqueeze(2))).squeeze(2)
-        if bool((W.norm(dim=1) >= 0.7 * before).all()):
+        if W.shape[0] == 1:  # one run: BLAS matrix-vector products
+            w = W[0]
+            w.addmv_(Q[0].T, torch.mv(Q[0], w), alpha=-1.0)
+        else:
+            W.unsqueeze(2).baddbmm_(Q.transpose(1, 2), torch.bmm(Q, W.unsqueeze(2)), alpha=-1.0)
+        after = W.norm(dim=1)
+        if bool((after >= 0.7 * before).all()):
             break
-    return W
+        before = after
+    return W, after
 
 
 def lanczos_tridiagonal(
@@ -100,25 +110,26 @@ def lanczos_tridiagonal(
         rows = slice(None) if idx.numel() == r else idx.to(op.device)
         q = Q[rows, j]
         W = op.matmat(q.T.contiguous()).T if idx.numel() > 1 else op.matvec(q[0]).unsqueeze(0)
+        if not (op.fresh_products and W.is_contiguous()):  # worked on in place below: the run must own it
+            W = W.clone(memory_format=torch.contiguous_format)
         n_hvp += idx.numel()
-        a = (q * W).sum(dim=1)
-        W = W - a.unsqueeze(1) * q
+        a = torch.linalg.vecdot(q, W)
+        W.addcmul_(a.unsqueeze(1), q, value=-1.0)
         if j > 0:
-            W = W - betas[idx, j - 1].to(W).unsqueeze(1) * Q[rows, j - 1]
-        W = _orthogonalise(W, Q[rows, : j + 1])
-        b = W.norm(dim=1)
+            W.addcmul_(betas[idx, j - 1].to(W).unsqueeze(1), Q[rows, j - 1], value=-1.0)
+        W, b = _orthogonalise(W, Q[rows, : j + 1])
         alphas[idx, j] = a.double().cpu()
         lengths[idx] = j + 1
         scale[idx] = torch.maximum(scale[idx], a.double().abs().cpu() + b.double().cpu())
         for pos, run in enumerate(idx.tolist()):
             if float(b[pos]) > breakdown_tol * float(scale[run]) and j + 1 < n:
                 betas[run, j] = float(b[pos])
-                Q[run, j + 1] = W[pos] / b[pos]
+                torch.div(W[pos], b[pos], out=Q[run, j + 1])
             elif restart_generator is not None and j + 1 < n:
                 w = gaussian((n,), generator=restart_generator, dtype=op.dtype, device=op.device)
-                w = _orthogonalise(w.unsqueeze(0), Q[run : run + 1, : j + 1])[0]
+                w, norm = _orthogonalise(w.unsqueeze(0), Q[run : run + 1, : j + 1])
                 betas[run, j] = 0.0
-                Q[run, j + 1] = w / w.norm()
+                torch.div(w[0], norm[0], out=Q[run, j + 1])
             else:
                 betas[run, j] = float(b[pos])
                 active[run] = False

@@ -26,7 +26,11 @@ class LinearOperator:
 
     Subclasses implement :meth:`_matvec`, and may override :meth:`_matmat` when applying the operator to
     ``k`` vectors at once is cheaper than ``k`` separate products. ``n_matvecs`` counts the vectors applied.
+    ``fresh_products``: every product is a new tensor that nothing else holds, so estimators may work in it in
+    place (otherwise they copy it first; a function may return its input or a buffer it keeps).
     """
+
+    fresh_products: bool = False
 
     def __init__(self, size: int, dtype: torch.dtype, device: torch.device | str):
         self.size = int(size)
@@ -98,6 +102,8 @@ class LambdaOperator(LinearOperator):
 
 class TensorOperator(LinearOperator):
     """A dense symmetric matrix as an operator (tests, references, small blocks)."""
+
+    fresh_products = True
 
     def __init__(self, matrix: Tensor):
         if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:

@@ -46,6 +46,8 @@ ParamSelector = Union[None, Sequence[str], Callable[[str, Tensor], bool]]
 
 
 _CLEARLY_FASTER = 1.15  # tune(): a strategy must beat the default by this factor to be chosen
+_CHUNK_FASTER = 1.05  # tune(): one chunk (same strategy, same memory in principle) must be this much faster
+_CHUNK_MEMORY_FACTOR = 1.1  # tune(): ... and its peak memory within this factor of the mini-batched one's
 
 
 def _cpu_high_water() -> int:
@@ -68,20 +70,19 @@ def split_batch(x: Tensor, y: Tensor, mini_batch_size: int) -> list[tuple[Tensor
 
 
 def _merge_chunks(data: Sequence[tuple[Tensor, Tensor]], chunk_size: Optional[int]) -> list[tuple[Tensor, Tensor]]:
-    """Concatenate consecutive mini-batches into chunks of at most ``chunk_size`` samples."""
+    """Concatenate consecutive mini-batches into chunks of at most ``chunk_size`` samples (a chunk of one
+    mini-batch keeps its tensors: no copy)."""
     if chunk_size is None:
         return list(data)
-    chunks, xs, ys, count = [], [], [], 0
+    groups: list[list[tuple[Tensor, Tensor]]] = []
+    count = 0
     for x, y in data:
-        if xs and count + x.shape[0] > chunk_size:
-            chunks.append((torch.cat(xs), torch.cat(ys)))
-            xs, ys, count = [], [], 0
-        xs.append(x)
-        ys.append(y)
+        if not groups or count + x.shape[0] > chunk_size:
+            groups.append([])
+            count = 0
+        groups[-1].append((x, y))
         count += x.shape[0]
-    if xs:
-        chunks.append((torch.cat(xs), torch.cat(ys)))
-    return chunks
+    return [g[0] if len(g) == 1 else (torch.cat([x for x, _ in g]), torch.cat([y for _, y in g])) for g in groups]
 
 
 def _select(model: nn.Module, params: ParamSelector) -> tuple[str, ...]:
@@ -131,6 +132,8 @@ class HessianOperator(LinearOperator):
             turns it on where it is clearly faster.
     """
 
+    fresh_products = True  # products are concatenated from autograd's new gradients (or cloned from a CUDA graph)
+
     def __init__(
         self,
         model: nn.Module,
@@ -157,12 +160,16 @@ class HessianOperator(LinearOperator):
             masks = detect_masks(model)
         named = dict(model.named_parameters())
         space = ParameterSpace.from_tensors({n: named[n] for n in names}, dict(masks or {}))
-        batches = _merge_chunks(data, chunk_size)
-        n_total = total_samples if total_samples is not None else sum(int(y.shape[0]) for _, y in batches)
-        weights = [int(y.shape[0]) / n_total for _, y in batches]
-        problem = HVPProblem(model, loss_fn, batches, weights, forward, fast_second_order)
+        data = list(data)
+        n_total = total_samples if total_samples is not None else sum(int(y.shape[0]) for _, y in data)
+        problem = HVPProblem(model, loss_fn, data, [int(y.shape[0]) / n_total for _, y in data], forward,
+                             fast_second_order)
+        self._minibatches, self._total_samples = data, n_total
         self._init_shared(problem, space, ReusedGradient(problem, names), strategy, batched_strategy, reduce,
                           cuda_graphs)
+        self.chunk_size: Optional[int] = None
+        if chunk_size is not None:
+            self.set_chunk_size(chunk_size)
 
     def _init_shared(self, problem, space, gradient, strategy, batched_strategy, reduce, cuda_graphs) -> None:
         first = dict(problem.model.named_parameters())[space.names[0]]
@@ -217,12 +224,29 @@ class HessianOperator(LinearOperator):
             self._hvps[strategy] = make_hvp(strategy, self.problem, self.names, self._gradient)
         return self._hvps[strategy]
 
+    def set_chunk_size(self, chunk_size: Optional[int]) -> None:
+        """Process consecutive mini-batches together in chunks of up to ``chunk_size`` samples (``None``: as
+        given). Larger chunks mean fewer, larger kernels per product (the numbers are the same up to rounding)
+        and larger temporaries; with graph reuse the kept graph holds every chunk's activations either way.
+        Drops the first-order graph (rebuilt at the next product). Call it on the operator, not on a block."""
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
+        chunk_size = None if chunk_size is None else int(chunk_size)
+        if chunk_size == self.chunk_size:
+            return
+        self.release()
+        batches = _merge_chunks(self._minibatches, chunk_size)
+        self.problem.batches = batches
+        self.problem.weights = [int(y.shape[0]) / self._total_samples for _, y in batches]
+        self.chunk_size = chunk_size
+
     def restrict(self, names: Union[str, Iterable[str]]) -> "HessianOperator":
         """The diagonal block of the selected parameters ``names`` (others fixed), sharing data and graph."""
         names = (names,) if isinstance(names, str) else tuple(names)
         block = HessianOperator.__new__(HessianOperator)
         block._init_shared(self.problem, self.space.subspace(names), self._gradient, self.strategy,
                            self.batched_strategy, self._reduce, self.cuda_graphs)
+        block._minibatches, block._total_samples, block.chunk_size = self._minibatches, self._total_samples, self.chunk_size
         return block
 
     def layers(self) -> dict[str, "HessianOperator"]:
@@ -299,8 +323,10 @@ class HessianOperator(LinearOperator):
         """Time each strategy on this operator and keep the fastest for single and for batched products.
 
         Measures seconds per product (fastest of ``repeats``) for ``graph``, ``double_backward`` and
-        ``forward_over_reverse`` (single; on a GPU also ``graph`` replayed from a CUDA graph, kept when clearly
-        faster) and ``vmap`` and ``graph_batched`` over ``k`` vectors. Strategies that
+        ``forward_over_reverse`` (single), then for graph reuse: the mini-batches merged into one chunk (kept
+        when ≥ 5 % faster with the peak memory within 10 %: :meth:`set_chunk_size`) and, on a GPU, products
+        replayed from a CUDA graph (kept when clearly faster); and ``vmap`` and ``graph_batched`` over ``k``
+        vectors. ``candidates`` limits the choice (names of strategies, ``"one_chunk"``, ``"cuda_graphs"``). Strategies that
         fail (unsupported operator, out of memory) are skipped, and a batched strategy is kept only if its peak
         memory stays within ``memory_factor`` times the chosen single strategy's (batched products hold ``k``
         sets of activations; on a CPU the process's high-water mark is watched instead). Returns the timings
@@ -348,6 +374,23 @@ class HessianOperator(LinearOperator):
         if "graph" in timings and timings["graph"] <= _CLEARLY_FASTER * timings[best_single]:
             best_single = "graph"  # near-ties go to graph reuse: cheapest in principle, and timings are noisy
         self.strategy = best_single
+        chosen = timings.get(best_single, float("inf"))  # seconds per product of the configuration kept so far
+        total = sum(int(y.shape[0]) for _, y in self._minibatches)
+        if (best_single == "graph" and len(self.problem.batches) > 1
+                and (candidates is None or "one_chunk" in candidates)):
+            # the kept graph holds every mini-batch's activations anyway: one chunk means fewer, larger kernels
+            unchunked = self.chunk_size
+            self.set_chunk_size(total)
+            before = self._reset_peak()
+            t = timed(lambda: self._matvec(v))
+            peak = self._peak()
+            if t is not None:
+                timings["graph+one_chunk"] = t
+            if t is not None and _CHUNK_FASTER * t < chosen \
+                    and self._within(peaks.get("graph", 0), before, peak, _CHUNK_MEMORY_FACTOR):
+                chosen, peaks["graph"] = t, peak
+            else:
+                self.set_chunk_size(unchunked)
         if best_single == "graph" and self.supports_cuda_graphs and (candidates is None or "cuda_graphs" in candidates):
             self.cuda_graphs = True
             before = self._reset_peak()
@@ -356,14 +399,13 @@ class HessianOperator(LinearOperator):
             if t is not None and captured is not None and not captured.failed:
                 timings["graph+cuda_graphs"] = t
                 fits = self._within(peaks.get("graph", 0), before, self._peak(), memory_factor)
-                self.cuda_graphs = fits and _CLEARLY_FASTER * t < timings["graph"]
+                self.cuda_graphs = fits and _CLEARLY_FASTER * t < chosen
             else:
                 self.cuda_graphs = False
             if not self.cuda_graphs and self._gradient.cuda_graphs is not None:
                 self._gradient.cuda_graphs.reset()
                 self._captured = None
-        single = timings["graph+cuda_graphs"] if self.cuda_graphs else timings.get(best_single, float("inf"))
-        batched_timings = {"loop": single}
+        batched_timings = {"loop": timings["graph+cuda_graphs"] if self.cuda_graphs else chosen}
         for name in batched:
             self.batched_strategy = name
             before = self._reset_peak()

@@ -15,7 +15,10 @@ efficient derivative:
   where the latter is a :class:`torch.autograd.Function` whose own derivatives are the adjoint identities
   ``∂/∂(∂y) ⟨G, ∂W⟩ = conv(x, G)`` and ``∂/∂x ⟨G, ∂W⟩ = conv_transpose(∂y, G)``;
 - BatchNorm with running statistics: ``y = x · s + t`` with per-channel ``s = γ / √(σ² + ε)``,
-  ``t = β − μ s``, whose backward is two full-size products and two channel sums.
+  ``t = β − μ s``, whose backward is two full-size products and two channel sums;
+- ReLU (out of place): its backward ``g ⊙ [y > 0]`` is recorded as a function of ``g`` alone. PyTorch's own
+  derivative of that backward also returns a zero tensor for ``y`` (the step function's derivative), which is
+  allocated, filled and added into the activation's gradient on every product.
 
 The first derivatives are PyTorch's own kernels, so gradients are unchanged up to rounding; only how the
 second derivative is taken differs. Everything else passes through untouched.
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["fast_second_order", "conv", "batch_norm_affine"]
+__all__ = ["fast_second_order", "conv", "batch_norm_affine", "relu"]
 
 
 def _tuple(value, dims: int) -> list[int]:
@@ -142,6 +145,42 @@ def batch_norm_affine(x: Tensor, running_mean: Tensor, running_var: Tensor, weig
     return _EvalBatchNorm.apply(x, weight, bias, running_mean, running_var, float(eps))
 
 
+class _ReLUMask(torch.autograd.Function):
+    """``g ⊙ [y > 0]`` for a fixed ReLU output ``y``: linear in ``g``, so its derivative is itself."""
+
+    @staticmethod
+    def forward(ctx, g: Tensor, y: Tensor):
+        ctx.save_for_backward(y)
+        return torch.ops.aten.threshold_backward(g, y, 0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (y,) = ctx.saved_tensors
+        return _ReLUMask.apply(grad, y), None
+
+
+class _ReLU(torch.autograd.Function):
+    """``max(x, 0)``, saving its output (as PyTorch's does) for a backward recorded as :class:`_ReLUMask`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor):
+        y = torch.relu(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        (y,) = ctx.saved_tensors
+        return _ReLUMask.apply(g, y.detach())
+
+
+def relu(x: Tensor) -> Tensor:
+    """``torch.relu`` whose backward is recorded without the zero derivative of the step function."""
+    return _ReLU.apply(x)
+
+
+_RELUS = (F.relu, torch.relu, Tensor.relu)
+
 _CONVS = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3, F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
 
 
@@ -156,6 +195,8 @@ class _FastSecondOrder(TorchFunctionMode):
             replaced = self._batch_norm(*args, **kwargs)
             if replaced is not None:
                 return replaced
+        elif func in _RELUS and len(args) == 1 and not kwargs.get("inplace", False) and isinstance(args[0], Tensor):
+            return relu(args[0])  # in-place ReLU passes through: its input must change
         return func(*args, **kwargs)
 
     # the parameter names are torch.nn.functional's, so calls by keyword (input=..., weight=...) work too
@@ -175,7 +216,7 @@ class _FastSecondOrder(TorchFunctionMode):
 
 @contextlib.contextmanager
 def fast_second_order(enabled: bool = True) -> Iterator[None]:
-    """Within this context, convolutions and eval-mode BatchNorm record graphs with cheap second derivatives."""
+    """Within this context, convolutions, eval-mode BatchNorm and ReLU record graphs with cheap second derivatives."""
     if not enabled:
         yield
         return

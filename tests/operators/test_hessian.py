@@ -344,6 +344,8 @@ def test_tune_returns_timings_and_stays_exact(float64):
     op = HessianOperator(c.model, c.data, c.loss_fn)
     timings = op.tune(k=4, repeats=1)
     expected_keys = set(STRATEGIES) | {"batched:loop", "batched:vmap", "batched:graph_batched"}
+    if op.strategy == "graph":  # graph reuse also times the mini-batches merged into one chunk
+        expected_keys.add("graph+one_chunk")
     assert set(timings) == expected_keys
     assert all(isinstance(t, float) and 0 < t < 60 for t in timings.values())
     assert op.tuning == timings
@@ -354,6 +356,41 @@ def test_tune_returns_timings_and_stays_exact(float64):
     assert_close(op.to_dense(), c.expected, rtol=RTOL, atol=ATOL, name=f"after tune ({op.batched_strategy})")
     only = HessianOperator(c.model, c.data, c.loss_fn).tune(k=2, repeats=1, candidates=["double_backward"])
     assert set(only) == {"double_backward", "batched:loop"}
+
+
+def test_set_chunk_size_same_numbers_and_shared_with_blocks(float64):
+    c = cases.build("cnn_batchnorm")
+    assert len(c.data) > 1
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    block = op.restrict(op.names[:1])
+    first = op.names[0]
+    sl = op.space.slices()[first]
+    expected_block = c.expected[sl, sl]
+    op.matvec(torch.ones(op.size, dtype=torch.float64))  # builds the mini-batched graph
+    op.set_chunk_size(10_000)
+    assert op.chunk_size == 10_000 and len(op.problem.batches) == 1
+    check_products(op, c.expected, "one chunk")
+    assert_close(block.to_dense(), expected_block, rtol=RTOL, atol=ATOL, name="block after set_chunk_size")
+    op.set_chunk_size(None)
+    assert len(op.problem.batches) == len(c.data)
+    assert all(a[0] is b[0] for a, b in zip(op.problem.batches, c.data))  # the caller's tensors, not copies
+    check_products(op, c.expected, "mini-batches again")
+    with pytest.raises(ValueError, match="chunk_size"):
+        op.set_chunk_size(0)
+
+
+def test_tune_times_one_chunk_for_graph_reuse(float64):
+    c = cases.build("cnn_batchnorm")
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    timings = op.tune(k=2, repeats=1, candidates=["graph", "one_chunk"])
+    assert set(timings) == {"graph", "graph+one_chunk", "batched:loop"}
+    total = sum(int(y.shape[0]) for _, y in c.data)
+    assert op.chunk_size in (None, total)
+    if op.chunk_size == total:
+        assert 1.05 * timings["graph+one_chunk"] < timings["graph"]
+    check_products(op, c.expected, f"after tune (chunk_size={op.chunk_size})")
+    single = HessianOperator(c.model, c.data[:1], c.loss_fn).tune(k=2, repeats=1, candidates=["graph", "one_chunk"])
+    assert "graph+one_chunk" not in single  # one mini-batch: nothing to merge
 
 
 def test_tune_with_custom_forward_skips_torch_func(float64):

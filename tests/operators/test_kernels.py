@@ -199,3 +199,76 @@ def test_third_order_through_the_weight_gradient():
     theirs = torch.autograd.grad(scalar(F.conv2d), (x, w))
     for a, c in zip(ours, theirs):
         assert_close(a, c, rtol=1e-9, atol=1e-12, name="third order")
+
+
+class _ReLUForms(nn.Module):
+    """Every out-of-place spelling of ReLU the replacement handles, around a convolution with BatchNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.act = nn.ReLU()
+        self.fc1 = nn.Linear(3 * 4 * 4, 6)
+        self.fc2 = nn.Linear(6, 5)
+        self.fc3 = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = self.act(self.bn(self.conv(x))).flatten(1)  # nn.ReLU -> F.relu
+        h = torch.relu(self.fc1(h))
+        return self.fc3(self.fc2(h).relu())  # Tensor.relu
+
+
+def test_relu_networks_hessian_equals_dense():
+    model = _init(_ReLUForms(), seed=5)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(7, 2, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (7,), generator=g)
+    expected = autograd_hessian(model, x, y, F.cross_entropy)  # PyTorch's own ReLU derivatives
+    assert expected.abs().max() > 0
+    for strategy in ("graph", "double_backward"):
+        op = HessianOperator(model, [(x[:4], y[:4]), (x[4:], y[4:])], masks=None, strategy=strategy)
+        assert_close(operator_matrix(op), expected, rtol=RTOL, atol=ATOL, name=f"relu/{strategy}")
+    op = HessianOperator(model, [(x, y)], masks=None, batched_strategy="graph_batched")
+    V = torch.randn(op.size, 3, generator=g, dtype=torch.float64)
+    assert_close(op.matmat(V), expected @ V, rtol=RTOL, atol=ATOL, name="relu/graph_batched")
+
+
+def test_relu_replacement_is_recorded_and_in_place_passes_through():
+    model = _init(_ReLUForms(), seed=5)
+    x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    fast = _first_order_graph(model, x, y, True)
+    native = _first_order_graph(model, x, y, False)
+    assert "_ReLUMaskBackward" in fast and "ThresholdBackwardBackward0" not in fast
+    assert "ThresholdBackwardBackward0" in native
+    z = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    with fast_second_order():
+        out = F.relu(z)
+        inplace = F.relu(z.clone(), inplace=True)
+    assert type(out.grad_fn).__name__ == "_ReLUBackward"
+    assert type(inplace.grad_fn).__name__ != "_ReLUBackward"
+    assert_close(out, torch.relu(z), rtol=0, atol=0, name="relu forward")
+    assert_close(inplace, torch.relu(z), rtol=0, atol=0, name="relu in place")
+    gy = torch.randn(4, 5, dtype=torch.float64)
+    assert_close(torch.autograd.grad(out, z, gy)[0], torch.autograd.grad(torch.relu(z), z, gy)[0], rtol=0, atol=0,
+                 name="relu gradient")
+
+
+def test_relu_mask_is_differentiable_again():
+    """Third order through the ReLU's recorded backward: the mask is linear in the gradient it masks."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def scalar(act):
+        out = act(x @ w)
+        (gw,) = torch.autograd.grad(out.pow(3).sum(), w, create_graph=True)
+        (hw,) = torch.autograd.grad((gw * gw).sum(), w, create_graph=True)
+        return hw.pow(2).sum()
+
+    with fast_second_order():
+        ours = torch.autograd.grad(scalar(F.relu), (x, w))
+    theirs = torch.autograd.grad(scalar(F.relu), (x, w))
+    for a, c in zip(ours, theirs):
+        assert_close(a, c, rtol=1e-10, atol=1e-12, name="relu third order")
