@@ -44,6 +44,24 @@ def timed(fn: Callable[[], Any], device: torch.device, *, repeats: int = 1, warm
     return statistics.median(times), out
 
 
+def timed_with(fn: Callable[[], Any], other: Callable[[], Any], device: torch.device, *, repeats: int = 1,
+               warmup: int = 0) -> tuple[float, float]:
+    """``(median seconds of fn, median seconds of other)``, the two called alternately: a ratio of the two is
+    then taken under the same machine conditions (on a shared machine, speed drifts over minutes)."""
+    for _ in range(warmup):
+        fn()
+        other()
+    sync(device)
+    a, b = [], []
+    for _ in range(max(1, repeats)):
+        for f, times in ((fn, a), (other, b)):
+            start = time.perf_counter()
+            f()
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b)
+
+
 def _status_kb(field: str) -> Optional[int]:
     try:
         with open("/proc/self/status") as f:

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from _bench_measure import sync, timed
+from _bench_measure import sync, timed, timed_with
 from _bench_pyhessian import HVPCounter, build_hessian, eig_shim, only_params, release
 
 
@@ -84,8 +84,18 @@ def pyhessian_full(model: nn.Module, batches, device: torch.device, s: Settings,
     return out
 
 
-def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: int = 3) -> dict:
-    """Seconds for one of PyHessian's own products (``dataloader_hv_product`` or ``hessian_vector_product``)."""
+def _timed_hvp(fn, device: torch.device, repeats: int, gradient) -> dict:
+    """``{"hvp_s"}``, and ``"grad_s"`` timed alternately with the product when ``gradient`` is given."""
+    if gradient is None:
+        t, _ = timed(fn, device, repeats=repeats, warmup=1)
+        return {"hvp_s": t}
+    t, g = timed_with(fn, gradient, device, repeats=repeats, warmup=1)
+    return {"hvp_s": t, "grad_s": g}
+
+
+def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: int = 3, gradient=None) -> dict:
+    """Seconds for one of PyHessian's own products (``dataloader_hv_product`` or ``hessian_vector_product``);
+    with ``gradient`` (a callable), also the gradient's seconds, timed alternately with the product."""
     from pyhessian.utils import hessian_vector_product
 
     torch.manual_seed(0)
@@ -95,10 +105,10 @@ def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: i
         fn = lambda: H.dataloader_hv_product(v)  # noqa: E731
     else:
         fn = lambda: hessian_vector_product(H.gradsH, H.params, v)  # noqa: E731
-    t, _ = timed(fn, device, repeats=repeats, warmup=1)
+    out = _timed_hvp(fn, device, repeats, gradient)
     del H, v
     release(model)
-    return {"hvp_s": t}
+    return out
 
 
 # ----- prunehess -------------------------------------------------------------------------------------------------
@@ -158,9 +168,10 @@ def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings,
 
 
 def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: str, k: int = 1,
-                  repeats: int = 3) -> dict:
+                  repeats: int = 3, gradient=None) -> dict:
     """Seconds per product for one strategy (``k`` > 1: per product of a ``k``-vector batch), graph build apart;
-    ``"<strategy>:native"``: with PyTorch's own convolution/BatchNorm double backward (``fast_second_order=False``)."""
+    ``"<strategy>:native"``: with PyTorch's own convolution/BatchNorm/ReLU double backward
+    (``fast_second_order=False``). With ``gradient`` (a callable), also the gradient's seconds, timed alternately."""
     strategy, _, native = strategy.partition(":")
     single = strategy.partition("+")[0] in ("graph", "double_backward", "forward_over_reverse")
     H = operator(model, batches, strategy=strategy if single else "graph", batched="loop" if single else strategy,
@@ -175,13 +186,19 @@ def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: 
         build, _ = _clock(device, lambda: H @ v[:, 0])  # graph build and capture
     elif strategy.startswith("graph+"):
         build, _ = _clock(device, lambda: H._gradient.grads())
-    t, _ = timed(fn, device, repeats=repeats, warmup=1)
+    out = _timed_hvp(fn, device, repeats, gradient)
     H.release()
-    return {"hvp_s": t / k, "build_s": build}
+    return {**out, "hvp_s": out["hvp_s"] / k, "build_s": build}
 
 
 def gradient_time(model: nn.Module, batches, device: torch.device, *, repeats: int = 3) -> float:
     """Seconds for one gradient of the mean loss over the Hessian batch (forward + backward per mini-batch)."""
+    t, _ = timed(gradient_fn(model, batches), device, repeats=repeats, warmup=1)
+    return t
+
+
+def gradient_fn(model: nn.Module, batches):
+    """One gradient of the mean loss over the Hessian batch, as a callable (the model in eval mode)."""
     import torch.nn.functional as F
 
     params = [p for p in model.parameters()]
@@ -195,8 +212,7 @@ def gradient_time(model: nn.Module, batches, device: torch.device, *, repeats: i
         return total
 
     model.eval()
-    t, _ = timed(grad, device, repeats=repeats, warmup=1)
-    return t
+    return grad
 
 
 # ----- per layer -------------------------------------------------------------------------------------------------

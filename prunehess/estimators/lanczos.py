@@ -46,18 +46,18 @@ def tridiagonal_matrix(alpha: Tensor, beta: Tensor) -> Tensor:
     return T
 
 
-def _orthogonalise(W: Tensor, Q: Tensor, norms: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+def _orthogonalise(W: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
     """Remove from each row of ``W`` (``r × n``, in place) its components along the rows of ``Q`` (``r × j × n``).
 
     Classical Gram–Schmidt, repeated once where the first pass cancelled much of the vector
     (‖w_after‖ < 0.7 ‖w_before‖, the Daniel–Gragg–Kaufman–Stewart criterion), which is when roundoff could leave
-    it short of orthogonal. ``norms``: the rows' norms, when already known. Returns ``W`` and its new norms.
+    it short of orthogonal. Returns ``W`` and its new norms.
 
     Each pass reads the basis twice (the overlaps, then the update) and nothing else of its size: on a CPU this
     is most of a long run's time besides the products, so the passes are matrix–vector products into ``W``'s own
     storage, without temporaries.
     """
-    before = W.norm(dim=1) if norms is None else norms
+    before = W.norm(dim=1)
     for _ in range(2):
         if W.shape[0] == 1:  # one run: BLAS matrix-vector products
             w = W[0]

@@ -163,11 +163,9 @@ class HessianOperator(LinearOperator):
         data = list(data)
         n_total = total_samples if total_samples is not None else sum(int(y.shape[0]) for _, y in data)
         problem = HVPProblem(model, loss_fn, data, [int(y.shape[0]) / n_total for _, y in data], forward,
-                             fast_second_order)
-        self._minibatches, self._total_samples = data, n_total
+                             fast_second_order, total_samples=n_total)
         self._init_shared(problem, space, ReusedGradient(problem, names), strategy, batched_strategy, reduce,
                           cuda_graphs)
-        self.chunk_size: Optional[int] = None
         if chunk_size is not None:
             self.set_chunk_size(chunk_size)
 
@@ -224,21 +222,28 @@ class HessianOperator(LinearOperator):
             self._hvps[strategy] = make_hvp(strategy, self.problem, self.names, self._gradient)
         return self._hvps[strategy]
 
+    @property
+    def chunk_size(self) -> Optional[int]:
+        """Samples processed together (consecutive mini-batches merged), or ``None``: the mini-batches as given."""
+        return self.problem.chunk_size
+
     def set_chunk_size(self, chunk_size: Optional[int]) -> None:
         """Process consecutive mini-batches together in chunks of up to ``chunk_size`` samples (``None``: as
         given). Larger chunks mean fewer, larger kernels per product (the numbers are the same up to rounding)
-        and larger temporaries; with graph reuse the kept graph holds every chunk's activations either way.
-        Drops the first-order graph (rebuilt at the next product). Call it on the operator, not on a block."""
+        and larger temporaries, and a merged copy of the batch; with graph reuse the kept graph holds every
+        chunk's activations anyway. Shared by the operator and its blocks; drops the first-order graph (rebuilt at
+        the next product)."""
         if chunk_size is not None and int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
         chunk_size = None if chunk_size is None else int(chunk_size)
-        if chunk_size == self.chunk_size:
+        problem = self.problem
+        if chunk_size == problem.chunk_size:
             return
+        batches = _merge_chunks(problem.minibatches, chunk_size)  # may run out of memory: nothing changed yet
         self.release()
-        batches = _merge_chunks(self._minibatches, chunk_size)
-        self.problem.batches = batches
-        self.problem.weights = [int(y.shape[0]) / self._total_samples for _, y in batches]
-        self.chunk_size = chunk_size
+        problem.batches = batches
+        problem.weights = [int(y.shape[0]) / problem.total_samples for _, y in batches]
+        problem.chunk_size = chunk_size
 
     def restrict(self, names: Union[str, Iterable[str]]) -> "HessianOperator":
         """The diagonal block of the selected parameters ``names`` (others fixed), sharing data and graph."""
@@ -246,7 +251,6 @@ class HessianOperator(LinearOperator):
         block = HessianOperator.__new__(HessianOperator)
         block._init_shared(self.problem, self.space.subspace(names), self._gradient, self.strategy,
                            self.batched_strategy, self._reduce, self.cuda_graphs)
-        block._minibatches, block._total_samples, block.chunk_size = self._minibatches, self._total_samples, self.chunk_size
         return block
 
     def layers(self) -> dict[str, "HessianOperator"]:
@@ -375,14 +379,18 @@ class HessianOperator(LinearOperator):
             best_single = "graph"  # near-ties go to graph reuse: cheapest in principle, and timings are noisy
         self.strategy = best_single
         chosen = timings.get(best_single, float("inf"))  # seconds per product of the configuration kept so far
-        total = sum(int(y.shape[0]) for _, y in self._minibatches)
-        if (best_single == "graph" and len(self.problem.batches) > 1
+        if (best_single == "graph" and "graph" in timings and len(self.problem.batches) > 1
                 and (candidates is None or "one_chunk" in candidates)):
             # the kept graph holds every mini-batch's activations anyway: one chunk means fewer, larger kernels
             unchunked = self.chunk_size
-            self.set_chunk_size(total)
             before = self._reset_peak()
-            t = timed(lambda: self._matvec(v))
+            try:
+                self.set_chunk_size(self.problem.total_samples)
+                t = timed(lambda: self._matvec(v))
+            except RuntimeError as err:  # out of memory while merging
+                if "out of memory" not in str(err).lower():
+                    raise
+                t = None
             peak = self._peak()
             if t is not None:
                 timings["graph+one_chunk"] = t
@@ -405,7 +413,7 @@ class HessianOperator(LinearOperator):
             if not self.cuda_graphs and self._gradient.cuda_graphs is not None:
                 self._gradient.cuda_graphs.reset()
                 self._captured = None
-        batched_timings = {"loop": timings["graph+cuda_graphs"] if self.cuda_graphs else chosen}
+        batched_timings = {"loop": timings.get("graph+cuda_graphs", chosen) if self.cuda_graphs else chosen}
         for name in batched:
             self.batched_strategy = name
             before = self._reset_peak()

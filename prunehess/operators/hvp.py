@@ -11,7 +11,7 @@ by parameter name; the batched forms take a leading dimension ``k`` (``k`` vecto
 - ``forward_over_reverse``: ``torch.func.jvp`` of ``torch.func.grad`` over ``functional_call``; its batched
   form is ``vmap`` over tangents.
 
-The autograd strategies record convolutions and eval-mode BatchNorm in forms with cheap second derivatives
+The autograd strategies record convolutions, eval-mode BatchNorm and ReLU in forms with cheap second derivatives
 (:mod:`prunehess.operators.kernels`; ``fast_second_order=False`` keeps PyTorch's own). The model is evaluated in
 ``eval()`` mode (BatchNorm running statistics, dropout off) and its training flags
 are restored afterwards.
@@ -54,11 +54,18 @@ class HVPProblem:
     batches: Sequence[tuple[Tensor, Tensor]]
     weights: Sequence[float]  # n_b / N for each mini-batch
     forward: Optional[Callable[[Tensor], Tensor]] = None  # e.g. nn.DataParallel(model); default: model
-    fast_second_order: bool = True  # convolutions/BatchNorm with cheap second derivatives (operators.kernels)
+    fast_second_order: bool = True  # convolutions/BatchNorm/ReLU with cheap second derivatives (operators.kernels)
+    total_samples: Optional[int] = None  # N (the global batch size under data parallelism); default: this batch's
+    chunk_size: Optional[int] = None  # consecutive mini-batches processed together (None: as given)
+    minibatches: Sequence[tuple[Tensor, Tensor]] = ()  # the mini-batches as given (``batches`` may merge them)
 
     def __post_init__(self):
         if self.forward is None:
             self.forward = self.model
+        if not self.minibatches:
+            self.minibatches = list(self.batches)
+        if self.total_samples is None:
+            self.total_samples = sum(int(y.shape[0]) for _, y in self.minibatches)
 
     def parameters(self, names: Sequence[str]) -> list[nn.Parameter]:
         named = dict(self.model.named_parameters())

@@ -156,7 +156,14 @@ class _ReLUMask(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (y,) = ctx.saved_tensors
-        return _ReLUMask.apply(grad, y), None
+        return _relu_mask(grad, y), None
+
+
+def _relu_mask(g: Tensor, y: Tensor) -> Tensor:
+    """``g ⊙ [y > 0]``, recorded as :class:`_ReLUMask` only when a graph is being built (``create_graph``)."""
+    if torch.is_grad_enabled():
+        return _ReLUMask.apply(g, y)
+    return torch.ops.aten.threshold_backward(g, y, 0)
 
 
 class _ReLU(torch.autograd.Function):
@@ -171,7 +178,7 @@ class _ReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: Tensor):
         (y,) = ctx.saved_tensors
-        return _ReLUMask.apply(g, y.detach())
+        return _relu_mask(g, y.detach())
 
 
 def relu(x: Tensor) -> Tensor:
@@ -195,8 +202,11 @@ class _FastSecondOrder(TorchFunctionMode):
             replaced = self._batch_norm(*args, **kwargs)
             if replaced is not None:
                 return replaced
-        elif func in _RELUS and len(args) == 1 and not kwargs.get("inplace", False) and isinstance(args[0], Tensor):
-            return relu(args[0])  # in-place ReLU passes through: its input must change
+        elif func in _RELUS:
+            x = kwargs.get("input", args[0] if args else None)
+            inplace = kwargs.get("inplace", args[1] if len(args) > 1 else False)
+            if isinstance(x, Tensor) and not inplace:  # in-place ReLU passes through: its input must change
+                return relu(x)
         return func(*args, **kwargs)
 
     # the parameter names are torch.nn.functional's, so calls by keyword (input=..., weight=...) work too

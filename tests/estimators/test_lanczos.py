@@ -227,3 +227,29 @@ def test_lambda_operator_batched_path():
     op = LambdaOperator(lambda v: A @ v, 20, dtype=torch.float64, matmat=lambda V: A @ V)
     res = lanczos_top_eigen(op, k=2, tol=1e-10)
     assert_close(res.eigenvalues, torch.tensor([20.0, 19.0]), rtol=1e-12, atol=0, name="lambda operator")
+
+
+def test_products_an_operator_keeps_are_not_modified():
+    """Lanczos works on its product in place only when the operator promises a new tensor (``fresh_products``):
+    a function may return its input, or a tensor it keeps."""
+    eigenvalues = torch.linspace(-2.0, 5.0, 30, dtype=torch.float64)
+    A, _ = random_symmetric(30, eigenvalues, seed=4)
+
+    class Watching:
+        def __init__(self):
+            self.kept = self.copy = None
+
+        def __call__(self, v):
+            if self.kept is not None:
+                assert torch.equal(self.kept, self.copy), "the previous product was modified by its caller"
+            self.kept = A @ v
+            self.copy = self.kept.clone()
+            return self.kept
+
+    watched = LambdaOperator(Watching(), 30, dtype=A.dtype)
+    assert not watched.fresh_products and TensorOperator(A).fresh_products
+    res = lanczos_top_eigen(watched, k=3, tol=1e-10)
+    assert_close(res.eigenvalues, eigenvalues.flip(0)[:3], rtol=1e-9, atol=1e-12, name="watched")
+    identity = LambdaOperator(lambda v: v, 30, dtype=A.dtype)  # returns its input: a row of the basis
+    assert_close(lanczos_top_eigen(identity, k=1).eigenvalues, torch.ones(1, dtype=A.dtype), rtol=1e-12, atol=1e-12,
+                 name="identity")

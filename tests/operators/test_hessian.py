@@ -350,7 +350,8 @@ def test_tune_returns_timings_and_stays_exact(float64):
     assert all(isinstance(t, float) and 0 < t < 60 for t in timings.values())
     assert op.tuning == timings
     assert op.strategy in STRATEGIES and op.batched_strategy in BATCHED_STRATEGIES
-    assert timings[op.strategy] == min(timings[s] for s in STRATEGIES)
+    fastest = min(timings[s] for s in STRATEGIES)
+    assert timings[op.strategy] == fastest or (op.strategy == "graph" and timings["graph"] <= 1.15 * fastest)
     assert timings[f"batched:{op.batched_strategy}"] == min(v for k, v in timings.items() if k.startswith("batched:"))
     assert_close(columns(op), c.expected, rtol=RTOL, atol=ATOL, name=f"after tune ({op.strategy})")
     assert_close(op.to_dense(), c.expected, rtol=RTOL, atol=ATOL, name=f"after tune ({op.batched_strategy})")
@@ -368,9 +369,14 @@ def test_set_chunk_size_same_numbers_and_shared_with_blocks(float64):
     expected_block = c.expected[sl, sl]
     op.matvec(torch.ones(op.size, dtype=torch.float64))  # builds the mini-batched graph
     op.set_chunk_size(10_000)
-    assert op.chunk_size == 10_000 and len(op.problem.batches) == 1
+    assert op.chunk_size == block.chunk_size == 10_000 and len(op.problem.batches) == 1
     check_products(op, c.expected, "one chunk")
     assert_close(block.to_dense(), expected_block, rtol=RTOL, atol=ATOL, name="block after set_chunk_size")
+    later = op.restrict(op.names[1:2])
+    assert later.chunk_size == 10_000
+    block.set_chunk_size(None)  # one setting for the operator and all its blocks
+    assert op.chunk_size is None and later.chunk_size is None
+    op.set_chunk_size(10_000)
     op.set_chunk_size(None)
     assert len(op.problem.batches) == len(c.data)
     assert all(a[0] is b[0] for a, b in zip(op.problem.batches, c.data))  # the caller's tensors, not copies

@@ -245,9 +245,13 @@ def test_relu_replacement_is_recorded_and_in_place_passes_through():
     z = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     with fast_second_order():
         out = F.relu(z)
+        keyword = torch.relu(input=z)
         inplace = F.relu(z.clone(), inplace=True)
-    assert type(out.grad_fn).__name__ == "_ReLUBackward"
+        positional_inplace = F.relu(z.clone(), True)
+    assert type(out.grad_fn).__name__ == "_ReLUBackward" and type(keyword.grad_fn).__name__ == "_ReLUBackward"
     assert type(inplace.grad_fn).__name__ != "_ReLUBackward"
+    assert type(positional_inplace.grad_fn).__name__ != "_ReLUBackward"
+    assert_close(keyword, torch.relu(z), rtol=0, atol=0, name="relu by keyword")
     assert_close(out, torch.relu(z), rtol=0, atol=0, name="relu forward")
     assert_close(inplace, torch.relu(z), rtol=0, atol=0, name="relu in place")
     gy = torch.randn(4, 5, dtype=torch.float64)

@@ -258,3 +258,43 @@ def test_power_iteration_and_hutchpp_per_layer(kit, run, tmp_path):
         trace = float(kit.numbers(_files(out, "trace", "002_best", k))[0])
         row = rows[k]
         assert abs(trace - float(torch.trace(H))) <= 4 * row["trace_stderr"] + 1e-5 * abs(float(torch.trace(H))), name
+
+
+def test_auto_strategy_saves_its_chunking_and_later_checkpoints_use_it(kit, tmp_path, monkeypatch):
+    """``--strategy auto`` measures on the first checkpoint (merging the mini-batches into one chunk is one of the
+    choices), saves the choice in strategy.json, and every later checkpoint (and a resumed run) applies it."""
+    import json
+
+    from prunehess.operators.hessian import HessianOperator
+
+    model = kit.model_file(tmp_path)
+    kit.write_zip(tmp_path / "run" / "mnist.zip", [("0_model_lt.pth", kit.tiny_state(0)),
+                                                  ("1_model_lt.pth", kit.tiny_state(1, prune=0.4))])
+    args = ("--model", model, "--dataset", "digits", "--hessian-batch-size", 64, "--mini-hessian-batch-size", 16,
+            "--top-n", 1, "--slq-steps", 12, "--trace-probes", 8, "--no-test-accuracy", "--strategy", "auto",
+            "--no-cuda")
+    out = tmp_path / "out"
+    kit.ok(kit.invoke("extract", "--resume", tmp_path / "run", "--output", out, *args))
+    state = out / ".prunehess" / "strategy.json"
+    saved = json.loads(state.read_text())
+    assert "chunk_size" in saved and saved["chunk_size"] in (None, 64)
+    assert "graph+one_chunk" in saved["timings"] or saved["strategy"] != "graph"
+    first = {tag: kit.numbers(out / "top_eigenvalues" / f"top_eigenvalues{tag}.txt") for tag in ("001_best", "002_best")}
+
+    # another choice in strategy.json, the records gone: the rerun must apply the saved chunking to every checkpoint
+    json.dump({**saved, "strategy": "graph", "chunk_size": 64}, state.open("w"))
+    for record in (out / ".prunehess" / "records").iterdir():
+        record.unlink()
+    used = []
+    original = HessianOperator.set_chunk_size
+
+    def spy(self, chunk_size):
+        used.append(chunk_size)
+        return original(self, chunk_size)
+
+    monkeypatch.setattr(HessianOperator, "set_chunk_size", spy)
+    kit.ok(kit.invoke("extract", "--resume", tmp_path / "run", "--output", out, *args))
+    assert used.count(64) == 2  # once per checkpoint
+    for tag, values in first.items():  # chunking changes rounding only
+        np.testing.assert_allclose(kit.numbers(out / "top_eigenvalues" / f"top_eigenvalues{tag}.txt"), values,
+                                   rtol=1e-4)
