@@ -115,8 +115,9 @@ Examples:
 @click.option("--params", type=click.Choice(PARAM_MODES), default="active", show_default=True,
               help="active: the Hessian over surviving weights (pruned ones are not parameters); all: every coordinate (PyHessian).")
 @click.option("--strategy", type=click.Choice(STRATEGY_CHOICES), default="auto", show_default=True,
-              help="How Hessian-vector products are computed; auto measures on the first checkpoint (on a GPU also "
-                   "whether to replay them from CUDA graphs: faster, with more memory).")
+              help="How Hessian-vector products are computed; auto measures on the first checkpoint (also whether "
+                   "to merge the mini-batches into one chunk, and on a GPU whether to replay products from CUDA "
+                   "graphs: faster, with more memory) and saves the choice for every checkpoint of the run.")
 @click.option("--layout", default=None, help=r"Regex for other checkpoint namings, with groups iteration and epoch. Example: 'it(?P<iteration>\d+)/ep(?P<epoch>\d+)\.pt'")
 @click.option("--trust-checkpoints", is_flag=True,
               help="Allow checkpoints that are pickled objects (runs code from the file: only for files you trust).")
