@@ -125,8 +125,10 @@ def operator(model, batches, *, strategy: str, batched: str, masks="auto", param
 
 
 def probe_batch(batched: str) -> int:
-    """Probes per batched product: 10 when the batched strategy is not a plain loop."""
-    return 1 if batched == "loop" else 10
+    """Probes per batched product, as ``extract`` batches them: ``PROBES_PER_PRODUCT`` unless a plain loop."""
+    from prunehess.operators.hessian import PROBES_PER_PRODUCT
+
+    return 1 if batched == "loop" else PROBES_PER_PRODUCT
 
 
 def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings, *, strategy: str, batched: str,

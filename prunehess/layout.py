@@ -43,7 +43,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -341,6 +341,45 @@ class OutputLayout:
     def metrics_present(self, layer: int | None = None) -> list[str]:
         """The metrics (in :data:`METRICS` order) whose folder exists for ``layer``."""
         return [m for m in METRICS if self.metric_dir(m, layer).is_dir()]
+
+    def retire_results(self, keep: Iterable[tuple[int, int | None, int | None]], into: str | Path) -> list[Path]:
+        """Move every result file that ``keep`` does not name out of the tree, to the same relative path under
+        ``into``; remove the metric folders this empties. Returns the files' new paths.
+
+        ``keep`` holds ``(iteration, epoch, layer)`` of the results a run stands behind (``layer`` ``None`` for the
+        whole model). A rerun under other options, on other checkpoints or without ``--compute-each-layer``
+        rewrites only its own results; this takes the earlier run's other files out of the tree, so that plots and
+        reports read one run, without deleting them. Files that are not results (other names, hidden files) stay.
+        """
+        if not self.root.is_dir():
+            return []
+        keep = set(keep)
+        into = Path(into)
+        moved: list[Path] = []
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.is_symlink()):
+            parsed = self.parse_metric_dir(folder.name)
+            if parsed is None:
+                continue
+            metric, layer = parsed
+            before = len(moved)
+            for entry in sorted(folder.iterdir()):
+                if entry.name.startswith(".") or not (entry.is_file() or entry.is_symlink()):
+                    continue
+                try:
+                    file_metric, iteration, epoch = self.parse_result_name(entry.name)
+                except DataError:
+                    continue
+                if file_metric != metric:
+                    continue
+                if (iteration, epoch, layer) in keep and entry == self.result_path(metric, iteration, epoch, layer):
+                    continue
+                target = into / folder.name / entry.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(entry, target)
+                moved.append(target)
+            if len(moved) > before and not any(folder.iterdir()):
+                folder.rmdir()
+        return moved
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete the temporary files a killed writer left behind (``.<name>.<random>.tmp``); returns them."""

@@ -6,10 +6,11 @@ onto the device once, and for every checkpoint loads the weights into the model,
 :class:`~prunehess.operators.HessianOperator` on the surviving weights (or all, with ``params="all"``) and
 writes top eigenvalues, trace and spectral density (whole model, and per parameter tensor with
 ``compute_each_layer``). Each checkpoint's files are written atomically, then its record; a rerun skips
-finished checkpoints, so a killed run resumes to the same numbers.
+checkpoints finished from the same bytes under the same options, so a killed run resumes to the same numbers.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import signal
 import time
@@ -29,11 +30,13 @@ from prunehess.config import ExtractConfig
 from prunehess.errors import CheckpointError, ConfigError, OutputError, PrunehessError
 from prunehess.layout import OutputLayout, epoch_tag, iteration_tag
 from prunehess.operators import HessianOperator
+from prunehess.operators.hessian import PROBES_PER_PRODUCT
 from prunehess.operators.hvp import eval_mode
 from prunehess.operators.masks import zero_masks
 from prunehess.runstate import RunState
 
-__all__ = ["extract", "unpack", "finalize", "ExtractReport", "Interrupted", "resolve_device", "checkpoint_tag"]
+__all__ = ["extract", "unpack", "finalize", "ExtractReport", "Interrupted", "resolve_device", "checkpoint_tag",
+           "checkpoint_fingerprint"]
 
 Log = Callable[[str], None]
 
@@ -54,6 +57,24 @@ class ExtractReport:
     failed: dict[str, str] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    retired: list[Path] = field(default_factory=list)  # an earlier run's other results, moved out of the tree
+
+
+def checkpoint_fingerprint(ref: CheckpointRef, found: Discovery) -> str:
+    """A digest of the bytes a checkpoint's numbers come from (its file, and its mask file where there is one):
+    a finished record is reused only for the same bytes, not for another experiment's file of the same name."""
+    digest = hashlib.sha256()
+    for path in (ref.path, found.masks.get(ref.iteration)):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as err:  # loading it will fail with its own message; never matches a record
+            return f"unreadable: {err.strerror or err}"
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
 
 
 def checkpoint_tag(ref: CheckpointRef) -> str:
@@ -136,11 +157,13 @@ def extract(
         names = [n for n, _ in model.named_parameters()]
         report = ExtractReport(layout=found.layout)
         mine = [ref for i, ref in enumerate(found.checkpoints) if i % shard[1] == shard[0]]
+        fingerprints: dict[str, str] = {}
         interrupted: Optional[Interrupted] = None
         with _StopOnSigint() as stopper:
             for position, ref in enumerate(mine, 1):
                 tag = checkpoint_tag(ref)
-                if state.finished(tag) is not None:
+                fingerprints[tag] = checkpoint_fingerprint(ref, found)
+                if state.finished(tag, fingerprints[tag]) is not None:
                     report.skipped.append(tag)
                     continue
                 if stopper.requested:
@@ -153,9 +176,11 @@ def extract(
                 except CheckpointError as err:
                     report.failed[tag] = str(err)
                     if write_results:
-                        state.write_record(tag, {"tag": tag, "status": "failed", "error": str(err)})
+                        state.write_record(tag, {"tag": tag, "status": "failed", "error": str(err),
+                                                 "checkpoint": fingerprints[tag]})
                     log(f"  failed: {err}")
                     continue
+                record["checkpoint"] = fingerprints[tag]
                 if write_results:
                     state.write_record(tag, record)
                 report.computed.append(tag)
@@ -167,7 +192,7 @@ def extract(
         if write_shared:
             if not report.strategy:  # every checkpoint was finished before: the config still names the strategy
                 report.strategy = _known_strategy(config, state, device)
-            _write_shared(layout, state, model, config, found, report)
+            _write_shared(layout, state, model, config, found, report, fingerprints)
         if interrupted is not None:
             raise interrupted
     finally:
@@ -362,9 +387,9 @@ def _estimates(op: HessianOperator, config: ExtractConfig) -> dict[str, Any]:
     """Top eigenvalues, trace and SLQ density of one operator (the whole model or one layer's block), sharing
     products: see :func:`prunehess.estimators.curvature_summary`."""
     if config.trace_method == "hutchinson":
-        batch = 1 if config.trace_tol is not None or op.batched_strategy == "loop" else 10
+        batch = 1 if config.trace_tol is not None or op.batched_strategy == "loop" else PROBES_PER_PRODUCT
     else:
-        batch = 1 if op.batched_strategy == "loop" else 10
+        batch = 1 if op.batched_strategy == "loop" else PROBES_PER_PRODUCT
     s = op.summary(k=min(config.top_n, op.size), method=config.method, tol=config.tol, max_iter=config.max_iter,
                    trace_method=config.trace_method, trace_probes=config.trace_probes, trace_tol=config.trace_tol,
                    trace_batch_size=batch, slq_runs=config.slq_runs, slq_steps=config.slq_steps, seed=config.seed)
@@ -437,16 +462,23 @@ def _known_strategy(config: ExtractConfig, state: RunState, device: torch.device
 
 
 def _write_shared(layout: OutputLayout, state: RunState, model: nn.Module, config: ExtractConfig, found: Discovery,
-                  report: ExtractReport) -> None:
-    """layers.txt, remain_params.txt, summary.csv and config.yaml, from every finished record."""
+                  report: ExtractReport, fingerprints: Optional[dict[str, str]] = None) -> None:
+    """layers.txt, remain_params.txt, summary.csv and config.yaml, from the records of this run's checkpoints
+    (same options, same bytes: ``fingerprints`` holds those already computed); result files no such record
+    accounts for (an earlier run's: other options, other checkpoints) move to ``.prunehess/superseded/``."""
+    known = dict(fingerprints or {})
+    for ref in found.checkpoints:  # this run's checkpoints: their records only (a sharded run's other ranks' too)
+        tag = checkpoint_tag(ref)
+        if tag not in known:
+            known[tag] = checkpoint_fingerprint(ref, found)
     with _writing(layout.root):
-        _write_shared_files(layout, state, model, config, found, report)
+        _write_shared_files(layout, state, model, config, found, report, known)
 
 
 def _write_shared_files(layout: OutputLayout, state: RunState, model: nn.Module, config: ExtractConfig,
-                        found: Discovery, report: ExtractReport) -> None:
+                        found: Discovery, report: ExtractReport, fingerprints: dict[str, str]) -> None:
     layout.write_layers([(k, name, p.numel()) for k, (name, p) in enumerate(model.named_parameters())])
-    records = state.all_records()
+    records = state.all_records(fingerprints)
     by_iteration: dict[int, float] = {}
     for rec in sorted(records, key=lambda r: (r["iteration"], r["epoch"] is not None, r["epoch"] or 0)):
         if rec["iteration"] >= 0:
@@ -457,6 +489,9 @@ def _write_shared_files(layout: OutputLayout, state: RunState, model: nn.Module,
     rows = [row for rec in sorted(records, key=lambda r: order.get(r["tag"], len(order))) for row in rec["rows"]]
     layout.write_summary(rows)
     layout.write_config({**config.to_dict(), "layout_detected": found.layout, "hvp_strategy": report.strategy})
+    # what an earlier run under other options (or on other checkpoints) left: out of the tree, kept aside
+    keep = {(rec["iteration"], rec["epoch"], row["layer"]) for rec in records for row in rec["rows"]}
+    report.retired = layout.retire_results(keep, state.superseded)
 
 
 class _StopOnSigint:

@@ -5,17 +5,21 @@ Under ``<output>/.prunehess/``:
 - ``lock``: held (``fcntl`` advisory lock) by the process running an extraction into this folder; a second run
   refuses with a clear message instead of interleaving. The OS releases it when the process dies (even SIGKILL).
 - ``records/<III>_<EE>.json``: one per finished checkpoint, written atomically after all its result files. It
-  stores the config's numerics key, so a rerun skips a checkpoint only if it was finished under the same numbers-
-  affecting options, and recomputes it otherwise.
+  stores the config's numerics key and the checkpoint's fingerprint (a digest of its bytes), so a rerun skips a
+  checkpoint only if the same file was finished under the same numbers-affecting options, and recomputes it
+  otherwise (another zip with the same names, into the same output folder, is another experiment).
 - ``strategy.json``: the HVP strategy measured on the first checkpoint, reused on resume so that resumed numbers
   are identical to an uninterrupted run.
+- ``superseded/``: result files of an earlier run into the same folder that the latest run's records do not
+  account for (other options, other checkpoints, no per-layer results), moved out of the tree with their
+  relative paths, so that the tree holds one run and nothing is deleted.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from prunehess.errors import OutputError
 from prunehess.layout import atomic_write_text
@@ -29,6 +33,7 @@ class RunState:
     def __init__(self, output: Path, numerics_key: str = ""):
         self.folder = Path(output) / ".prunehess"
         self.records = self.folder / "records"
+        self.superseded = self.folder / "superseded"
         self.key = numerics_key
         self._lock_fd: Optional[int] = None
 
@@ -81,12 +86,15 @@ class RunState:
     def _record_path(self, tag: str) -> Path:
         return self.records / f"{tag}.json"
 
-    def finished(self, tag: str) -> Optional[dict[str, Any]]:
-        """The record of checkpoint ``tag`` if it was finished under the same numerics key."""
+    def finished(self, tag: str, fingerprint: Optional[str] = None) -> Optional[dict[str, Any]]:
+        """The record of checkpoint ``tag`` if it was finished under the same numerics key (and, when
+        ``fingerprint`` is given, from a checkpoint with that fingerprint)."""
         path = self._record_path(tag)
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            return None
+        if fingerprint is not None and record.get("checkpoint") != fingerprint:
             return None
         return record if record.get("key") == self.key and record.get("status") == "done" else None
 
@@ -100,11 +108,14 @@ class RunState:
         except OSError as err:
             raise OutputError(f"{path}: cannot write the run state ({err.strerror or err})") from None
 
-    def all_records(self) -> list[dict[str, Any]]:
-        """Every record finished under the current key."""
+    def all_records(self, fingerprints: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
+        """Every record finished under the current key; with ``fingerprints`` (tag -> fingerprint of this run's
+        checkpoints), only those of this run's checkpoints."""
         out = []
         for path in sorted(self.records.glob("*.json")):
-            rec = self.finished(path.stem)
+            if fingerprints is not None and path.stem not in fingerprints:
+                continue
+            rec = self.finished(path.stem, None if fingerprints is None else fingerprints[path.stem])
             if rec is not None:
                 out.append(rec)
         return out

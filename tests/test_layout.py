@@ -352,3 +352,27 @@ def test_parse_metric_dir():
     assert OutputLayout.parse_metric_dir("trace") == ("trace", None)
     assert OutputLayout.parse_metric_dir("density_weight_layer12") == ("density_weight", 12)
     assert OutputLayout.parse_metric_dir("whole_model") is None
+
+
+def test_retire_results_moves_what_keep_does_not_name_and_nothing_else(out, tmp_path):
+    out.write_trace(0, 1, 1.0)
+    out.write_trace(0, 1, 2.0, layer=3)
+    out.write_trace(1, None, 3.0)
+    out.write_top_eigenvalues(0, 1, [4.0], layer=3)
+    padded = out.metric_dir("trace") / "trace0001_01.txt"  # the same checkpoint under another padding: not ours
+    padded.write_text("5\n")
+    (out.metric_dir("trace") / "notes.md").write_text("mine")  # not a result: stays
+    (out.root / "figures").mkdir()
+    (out.root / "figures" / "trace001_01.txt").write_text("6\n")  # not a metric folder: stays
+    aside = tmp_path / "aside"
+
+    moved = out.retire_results({(0, 1, None), (5, 5, 3)}, aside)
+
+    assert sorted(p.relative_to(aside).as_posix() for p in moved) == [
+        "top_eigenvalues_layer3/top_eigenvalues001_01.txt", "trace/trace0001_01.txt", "trace/trace002_best.txt",
+        "trace_layer3/trace001_01.txt"]
+    assert (aside / "trace_layer3" / "trace001_01.txt").read_text().strip() == "2.0"
+    assert sorted(p.name for p in out.metric_dir("trace").iterdir()) == ["notes.md", "trace001_01.txt"]
+    assert not out.metric_dir("trace", 3).exists() and out.layers_present() == []  # emptied layer folders go
+    assert (out.root / "figures" / "trace001_01.txt").is_file()
+    assert out.retire_results({(0, 1, None)}, aside) == []  # nothing left to move

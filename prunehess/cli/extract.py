@@ -141,6 +141,9 @@ def extract_command(data_parallel: bool, **options: Any) -> None:
     report = run_extract(config, data_parallel=data_parallel, log=bar.log, progress=bar.update)
     if report is None:
         return
+    if report.retired:
+        click.echo(f"moved {len(report.retired)} result file(s) of an earlier run under other options or on other "
+                   f"checkpoints out of the tree, to {report.retired[0].parents[1]}", err=True)
     click.echo(f"done: {len(report.computed)} computed, {len(report.skipped)} already finished, "
                f"{len(report.failed)} failed, in {report.seconds:.1f} s -> {config.output}", err=True)
     if report.failed:

@@ -37,11 +37,13 @@ from prunehess.operators.hvp import HVP, HVPProblem, ReusedGradient, make_hvp
 from prunehess.operators.masks import detect_masks
 from prunehess.operators.params import ParameterSpace
 
-__all__ = ["HessianOperator", "split_batch", "BATCHED_STRATEGIES"]
+__all__ = ["HessianOperator", "split_batch", "BATCHED_STRATEGIES", "PROBES_PER_PRODUCT"]
 
 Strategy = Literal["graph", "double_backward", "forward_over_reverse"]
 BatchedStrategy = Literal["loop", "vmap", "graph_batched"]
 BATCHED_STRATEGIES = ("loop", "vmap", "graph_batched")
+PROBES_PER_PRODUCT = 10
+"""Vectors per batched product where a batched strategy was chosen (``extract``'s probes), and what ``tune()`` times."""
 ParamSelector = Union[None, Sequence[str], Callable[[str, Tensor], bool]]
 
 
@@ -319,7 +321,7 @@ class HessianOperator(LinearOperator):
     def tune(
         self,
         *,
-        k: int = 8,
+        k: int = PROBES_PER_PRODUCT,
         repeats: int = 3,
         candidates: Optional[Sequence[str]] = None,
         memory_factor: float = 1.5,

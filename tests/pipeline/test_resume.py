@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from prunehess.layout import OutputLayout
+
 # per-layer files spread each checkpoint's writing over its whole computation: kills land between files
 RUN_ARGS = ("--dataset", "digits", "--hessian-batch-size", "64", "--mini-hessian-batch-size", "32", "--top-n", "2",
             "--slq-steps", "16", "--slq-runs", "2", "--trace-probes", "8", "--no-test-accuracy", "--strategy", "graph",
@@ -212,3 +214,53 @@ def test_a_second_run_on_the_same_output_folder_is_refused(kit, tmp_path):
         proc.wait()
     third = kit.ok(kit.invoke(*args))
     assert "2 computed" in third.output
+
+
+def test_a_rerun_moves_the_earlier_runs_other_results_out_of_the_tree(kit, tmp_path):
+    """Per-layer results, or checkpoints the new zip lacks, from a run under other options would be read by the
+    plots and the report as this run's: they go to .prunehess/superseded/, kept, and the tree holds one run."""
+    run = _zip(kit, tmp_path, n=3)
+    model = kit.model_file(tmp_path)
+    out = tmp_path / "out"
+    kit.extract(run, out, "--compute-each-layer", model=model)
+    layered = kit.text_files(out)
+    assert "trace_layer3/trace002_best.txt" in layered
+
+    plain = kit.extract(run, out, model=model)  # no --compute-each-layer: other options, so all recomputed
+    assert "3 computed" in plain.output and "moved 60 result file(s) of an earlier run" in plain.output
+    files = kit.text_files(out)
+    assert not any("_layer" in name for name in files), sorted(files)
+    assert not any(p.name.endswith(tuple(f"_layer{k}" for k in range(4))) for p in out.iterdir())
+    assert [row["layer"] for row in kit.summary(out)] == [None] * 3
+    aside = out / ".prunehess" / "superseded"
+    assert (aside / "trace_layer3" / "trace002_best.txt").read_bytes() == layered["trace_layer3/trace002_best.txt"]
+    assert len([p for p in aside.rglob("*") if p.is_file()]) == 60  # 5 metrics x 4 tensors x 3 checkpoints
+    assert files["trace/trace002_best.txt"] == layered["trace/trace002_best.txt"]  # the whole model's numbers stay
+
+    again = kit.extract(run, out, model=model)  # the same options: nothing to move
+    assert "0 computed" in again.output and "moved" not in again.output
+
+    fewer = _zip(kit, tmp_path / "fewer", n=2)  # a zip without the last checkpoint, other numbers
+    rerun = kit.extract(fewer, out, "--seed", "3", model=model)
+    assert "moved 5 result file(s)" in rerun.output  # the third checkpoint's five files
+    assert list(OutputLayout(out).list_results("trace")) == [(-1, 0), (0, None)]
+    assert (aside / "trace" / "trace002_best.txt").is_file()
+
+
+def test_another_experiments_zip_into_the_same_output_is_computed_not_taken_from_the_first(kit, tmp_path):
+    """Same file names, same options, other weights (say the reinit run after the lottery-ticket one, both into the
+    default ``output``): finished records are reused only for the same bytes."""
+    model = kit.model_file(tmp_path)
+    first = _zip(kit, tmp_path / "lt", n=2)
+    other = tmp_path / "reinit" / "run"
+    kit.write_zip(other / "mnist.zip", [("initial_state_dict_lt.pth", kit.tiny_state(7)),
+                                        ("0_model_lt.pth", kit.tiny_state(8, 0.3))])
+    out = tmp_path / "out"
+    kit.extract(first, out, model=model)
+    second = kit.extract(other, out, model=model)
+    assert "2 computed, 0 already finished" in second.output
+    alone = tmp_path / "alone"
+    kit.extract(other, alone, model=model)
+    assert kit.text_files(out) == kit.text_files(alone)  # the second experiment's numbers, nothing of the first
+    again = kit.extract(other, out, model=model)
+    assert "0 computed, 2 already finished" in again.output
