@@ -52,9 +52,10 @@ def _options(default_layers: str) -> Callable:
                               "Default: every iteration found."),
             click.option("--epochs", type=click.IntRange(min=1), default=None,
                          help="Draw the first EPOCHS snapshots of each iteration. Default: all."),
-            click.option("--model-name", "--model_name", "model_name", default="", help="Model name for titles."),
+            click.option("--model-name", "--model_name", "model_name", default="",
+                         help="Model name for titles. Default: the run's, from the output's config.yaml."),
             click.option("--dataset-name", "--dataset_name", "dataset_name", default="",
-                         help="Dataset name for titles."),
+                         help="Dataset name for titles. Default: the run's, from the output's config.yaml."),
             click.option("--remain-params-file-path", "--remain_params_file_path", "remain_params_file_path",
                          type=click.Path(path_type=Path), default=None,
                          help="Percent of parameters remaining per iteration, one per line. Default: the "
@@ -65,6 +66,21 @@ def _options(default_layers: str) -> Callable:
         return function
 
     return decorate
+
+
+def _with_run_names(kwargs: dict) -> dict:
+    """Fill the titles' model and dataset names the user left out from the output's ``config.yaml``."""
+    if not (kwargs["model_name"] and kwargs["dataset_name"]):
+        from prunehess.errors import DataError
+        from prunehess.plots._common import resolve_root, run_names
+
+        try:
+            model, dataset = run_names(resolve_root(kwargs["path"]))
+        except DataError:  # no such folder: the plot itself says so
+            model, dataset = "", ""
+        kwargs = {**kwargs, "model_name": kwargs["model_name"] or model,
+                  "dataset_name": kwargs["dataset_name"] or dataset}
+    return kwargs
 
 
 def _report(written: list[Path], save_path: Path) -> None:
@@ -89,7 +105,7 @@ def _seed_command(name: str, function_name: str, doc: str) -> None:
     def command(**kwargs) -> None:
         import prunehess.plots as plots
 
-        written = getattr(plots, function_name)(**kwargs)
+        written = getattr(plots, function_name)(**_with_run_names(kwargs))
         _report(written, kwargs["save_path"])
 
     command.__name__ = function_name
@@ -112,7 +128,7 @@ def density_eigen(style: str, **kwargs) -> None:
     """SLQ spectrum against epoch, one figure per pruning iteration (model<i>.jpg)."""
     from prunehess.plots import plot_density_eigen
 
-    _report(plot_density_eigen(**kwargs, style=style), kwargs["save_path"])
+    _report(plot_density_eigen(**_with_run_names(kwargs), style=style), kwargs["save_path"])
 
 
 @plot.command("layer-match")
@@ -121,7 +137,7 @@ def layer_match(**kwargs) -> None:
     """Wasserstein-1 distance of each layer's spectrum to the whole model's (model<i>.jpg, best_model.jpg)."""
     from prunehess.plots import plot_layer_match
 
-    _report(plot_layer_match(**kwargs), kwargs["save_path"])
+    _report(plot_layer_match(**_with_run_names(kwargs)), kwargs["save_path"])
 
 
 @plot.command("all")
@@ -130,4 +146,4 @@ def plot_all(**kwargs) -> None:
     """Every plot, in top_eigenvalues/, trace/, SLQ/, top_eigenvalues_best/, trace_best/, layer_match/."""
     from prunehess.plots import plot_all as run
 
-    _report(run(**kwargs), kwargs["save_path"])
+    _report(run(**_with_run_names(kwargs)), kwargs["save_path"])

@@ -56,6 +56,19 @@ def save_figure(figure: Figure, path: Path, dpi: int = 100) -> Path:
     return path
 
 
+def run_names(layout: OutputLayout) -> tuple[str, str]:
+    """``(model, dataset)`` for titles, from the run's ``config.yaml``; ``("", "")`` without a readable one. A model
+    built from a file (``DIR/net.py:factory``) is named without its folders (``net.py:factory``)."""
+    try:
+        config = layout.read_config() if layout.config_file.is_file() else {}
+    except DataError:
+        return "", ""
+    model = str(config.get("model") or "")
+    if "/" in model or "\\" in model:
+        model = Path(model).name
+    return model, str(config.get("dataset") or "")
+
+
 def plot_title(kind: str, model_name: str = "", dataset_name: str = "", percent: float | None = None) -> str:
     """``"Trace plot for fc1 on mnist (80.0% params remaining)"``; empty names leave their words out."""
     title = kind

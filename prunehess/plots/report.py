@@ -290,8 +290,9 @@ def render_report(output: str | Path, *, model_name: str = "", dataset_name: str
     page = _Page(dpi)
     config_page = _Page(dpi)
     config = _config_section(config_page, layout)
-    model_name = model_name or str(config.get("model", "") or "")
-    dataset_name = dataset_name or str(config.get("dataset", "") or "")
+    from_config = c.run_names(layout) if config else ("", "")
+    model_name = model_name or from_config[0]
+    dataset_name = dataset_name or from_config[1]
     try:
         percents = c.remaining_percents(layout)
     except DataError:

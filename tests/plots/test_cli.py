@@ -122,3 +122,31 @@ def test_report(known, tmp_path, monkeypatch):
     assert result.exit_code == 0 and "prunehess report for lenet5 on digits" in (tmp_path / "r.html").read_text()
     result = run("report", tmp_path / "absent")
     assert result.exit_code == 1 and result.output.startswith("Error: ")
+
+
+def test_titles_name_the_runs_model_and_dataset_from_its_config(tree, tmp_path, monkeypatch):
+    import shutil
+
+    from prunehess.layout import OutputLayout
+    from prunehess.plots import _common
+
+    titles = []
+
+    def save(figure, path, dpi=100):
+        titles.extend(ax.get_title() for ax in figure.axes if ax.get_title())
+        figure.clear()
+        return path
+
+    monkeypatch.setattr(_common, "save_figure", save)
+    out = tmp_path / "out"
+    shutil.copytree(tree.root, out)
+    OutputLayout(out).write_config({"model": "/home/me/nets/small.py:factory", "dataset": "digits"})
+    assert run("plot", "trace-best", "--path", out / "trace", "--save-path", tmp_path / "a").exit_code == 0
+    assert titles == ["Trace plot for small.py:factory on digits"]
+    titles.clear()
+    assert run("plot", "trace-best", "--path", out, "--save-path", tmp_path / "b", "--model-name", "mine").exit_code == 0
+    assert titles == ["Trace plot for mine on digits"]  # what the user gives wins
+    titles.clear()
+    (out / "config.yaml").write_text("model: [unclosed\n")  # unreadable: titles without names, the plot still drawn
+    assert run("plot", "trace-best", "--path", out, "--save-path", tmp_path / "c").exit_code == 0
+    assert titles == ["Trace plot"]
