@@ -148,6 +148,7 @@ def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings,
                                             slq_runs=s.density_runs, slq_steps=s.density_iter, seed=s.seed))
     total += t
     out.update(summary_s=t, top=[float(x) for x in r.eigen.eigenvalues], top_from_density=r.eigen.n_hvp == 0,
+               trace_method=r.trace.method,
                trace=r.trace.estimate, trace_stderr=r.trace.stderr, density_top=float(r.density.nodes.max()))
     if "top" in parts:
         t, e = _clock(device, lambda: H.top_eigen(k=1, seed=s.seed))
@@ -274,12 +275,23 @@ def pyhessian_traces(model: nn.Module, batches, device: torch.device, s: Setting
 
 def prunehess_traces(model: nn.Module, batches, device: torch.device, s: Settings, seeds: Sequence[int], *,
                      strategy: str, batched: str, method: str = "hutchinson", hutchpp_hvps: int = 99) -> list[dict]:
-    """prunehess's trace once per seed: Hutchinson with PyHessian's rule, or Hutch++ with ``hutchpp_hvps``."""
+    """prunehess's trace once per seed: Hutchinson with PyHessian's rule, or Hutch++ with ``hutchpp_hvps``, or
+    (``"deflated"``) Hutchinson with PyHessian's rule on the complement of the density run's largest Ritz vectors,
+    as ``H.summary()`` does: the density's run is made first, untimed (the full analysis makes it anyway)."""
+    from prunehess.estimators import hutchinson_trace, slq_density
+    from prunehess.estimators.summary import TRACE_DEFLATION
+
     H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
     H @ torch.zeros(H.size, device=device)  # build the reused graph outside the timings (PyHessian's is built too)
     out = []
     for seed in seeds:
-        if method == "hutch++":
+        if method == "deflated":
+            d = slq_density(H, n_runs=s.density_runs, n_steps=s.density_iter, seed=seed, deflation=TRACE_DEFLATION)
+            t, r = _clock(device, lambda: hutchinson_trace(  # probes from seed + 1, as curvature_summary draws them
+                H, n_probes=s.trace_max_iter, tol=s.trace_tol, batch_size=probe_batch(batched), deflate=d.deflation,
+                seed=seed + 1))
+            del d
+        elif method == "hutch++":
             t, r = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched), seed=seed))
         else:
             t, r = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,

@@ -133,7 +133,10 @@ def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Call
                              unpacked=folder, progress=progress if rank == 0 else None)
             barrier()
             if rank == 0:
-                report.retired = finalize(config, unpacked=folder).retired
+                final = finalize(config, unpacked=folder)
+                report.retired, report.retired_to = final.retired, final.retired_to
+                if final.retired:
+                    log(final.retired_line())
         parts: list = [None] * world
         dist.all_gather_object(parts, (report.computed, report.skipped, report.failed))
         barrier()  # nothing in flight when the group goes

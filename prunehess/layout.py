@@ -60,6 +60,9 @@ __all__ = [
     "atomic_write_bytes",
 ]
 
+ResultKey = tuple[int, "int | None", "int | None"]
+"""``(iteration, epoch, layer)`` of one checkpoint's results for the whole model (``layer`` ``None``) or a layer."""
+
 METRICS = ("top_eigenvalues", "trace", "density_eigen", "density_weight", "esd_plot")
 """The five metric folders of the seed's tree, in its order."""
 
@@ -342,9 +345,9 @@ class OutputLayout:
         """The metrics (in :data:`METRICS` order) whose folder exists for ``layer``."""
         return [m for m in METRICS if self.metric_dir(m, layer).is_dir()]
 
-    def retire_results(self, keep: Iterable[tuple[int, int | None, int | None]], into: str | Path) -> list[Path]:
+    def retire_results(self, keep: Iterable[ResultKey], into: str | Path) -> list[Path]:
         """Move every result file that ``keep`` does not name out of the tree, to the same relative path under
-        ``into``; remove the metric folders this empties. Returns the files' new paths.
+        ``into``, then remove empty metric folders. Returns the files' new paths.
 
         ``keep`` holds ``(iteration, epoch, layer)`` of the results a run stands behind (``layer`` ``None`` for the
         whole model). A rerun under other options, on other checkpoints or without ``--compute-each-layer``
@@ -360,26 +363,28 @@ class OutputLayout:
             parsed = self.parse_metric_dir(folder.name)
             if parsed is None:
                 continue
-            metric, layer = parsed
-            before = len(moved)
             for entry in sorted(folder.iterdir()):
-                if entry.name.startswith(".") or not (entry.is_file() or entry.is_symlink()):
-                    continue
-                try:
-                    file_metric, iteration, epoch = self.parse_result_name(entry.name)
-                except DataError:
-                    continue
-                if file_metric != metric:
-                    continue
-                if (iteration, epoch, layer) in keep and entry == self.result_path(metric, iteration, epoch, layer):
-                    continue
-                target = into / folder.name / entry.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(entry, target)
-                moved.append(target)
-            if len(moved) > before and not any(folder.iterdir()):
+                if self._retired(entry, *parsed, keep):
+                    target = into / folder.name / entry.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(entry, target)
+                    moved.append(target)
+            if not any(folder.iterdir()):  # also one a run killed mid-move left empty
                 folder.rmdir()
         return moved
+
+    def _retired(self, entry: Path, metric: str, layer: int | None, keep: set[ResultKey]) -> bool:
+        """Whether ``entry`` (in the folder of ``metric``, ``layer``) is a result file that ``keep`` does not name
+        at its canonical path."""
+        if entry.name.startswith(".") or not (entry.is_file() or entry.is_symlink()):
+            return False
+        try:
+            file_metric, iteration, epoch = self.parse_result_name(entry.name)
+        except DataError:
+            return False
+        if file_metric != metric:
+            return False
+        return (iteration, epoch, layer) not in keep or entry != self.result_path(metric, iteration, epoch, layer)
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete the temporary files a killed writer left behind (``.<name>.<random>.tmp``); returns them."""

@@ -58,6 +58,14 @@ class ExtractReport:
     strategy: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     retired: list[Path] = field(default_factory=list)  # an earlier run's other results, moved out of the tree
+    retired_to: Optional[Path] = None  # ... into this folder
+
+    def retired_line(self) -> str:
+        """One line saying what was moved aside, or ``""``."""
+        if not self.retired:
+            return ""
+        return (f"moved {len(self.retired)} result file(s) of an earlier run (other options or other checkpoints) "
+                f"out of the tree, to {self.retired_to}")
 
 
 def checkpoint_fingerprint(ref: CheckpointRef, found: Discovery) -> str:
@@ -193,6 +201,8 @@ def extract(
             if not report.strategy:  # every checkpoint was finished before: the config still names the strategy
                 report.strategy = _known_strategy(config, state, device)
             _write_shared(layout, state, model, config, found, report, fingerprints)
+            if report.retired:
+                log(report.retired_line())
         if interrupted is not None:
             raise interrupted
     finally:
@@ -392,7 +402,8 @@ def _estimates(op: HessianOperator, config: ExtractConfig) -> dict[str, Any]:
         batch = 1 if op.batched_strategy == "loop" else PROBES_PER_PRODUCT
     s = op.summary(k=min(config.top_n, op.size), method=config.method, tol=config.tol, max_iter=config.max_iter,
                    trace_method=config.trace_method, trace_probes=config.trace_probes, trace_tol=config.trace_tol,
-                   trace_batch_size=batch, slq_runs=config.slq_runs, slq_steps=config.slq_steps, seed=config.seed)
+                   trace_batch_size=batch, trace_deflation=config.trace_deflation, slq_runs=config.slq_runs,
+                   slq_steps=config.slq_steps, seed=config.seed)
     return {"eigen": s.eigen, "trace": s.trace, "density": s.density}
 
 
@@ -436,8 +447,8 @@ def _row(ref, layer, remaining, accuracy, est, started) -> dict[str, Any]:
 
 
 def finalize(config: ExtractConfig, *, unpacked: Path) -> ExtractReport:
-    """Write the shared files (layers, remaining parameters, summary, config) from every finished record: rank 0's
-    last step after a sharded run."""
+    """Write the shared files (layers, remaining parameters, summary, config) from the records of the run's
+    checkpoints, and move an earlier run's other results aside: rank 0's last step after a sharded run."""
     from prunehess.data import dataset_info
     from prunehess.models import build_model
 
@@ -491,7 +502,10 @@ def _write_shared_files(layout: OutputLayout, state: RunState, model: nn.Module,
     layout.write_config({**config.to_dict(), "layout_detected": found.layout, "hvp_strategy": report.strategy})
     # what an earlier run under other options (or on other checkpoints) left: out of the tree, kept aside
     keep = {(rec["iteration"], rec["epoch"], row["layer"]) for rec in records for row in rec["rows"]}
-    report.retired = layout.retire_results(keep, state.superseded)
+    into = state.superseded_folder()
+    report.retired = layout.retire_results(keep, into)
+    state.retire_records(fingerprints, into)  # their files are gone: never skip them again
+    report.retired_to = into if report.retired else None
 
 
 class _StopOnSigint:

@@ -10,14 +10,16 @@ Under ``<output>/.prunehess/``:
   otherwise (another zip with the same names, into the same output folder, is another experiment).
 - ``strategy.json``: the HVP strategy measured on the first checkpoint, reused on resume so that resumed numbers
   are identical to an uninterrupted run.
-- ``superseded/``: result files of an earlier run into the same folder that the latest run's records do not
-  account for (other options, other checkpoints, no per-layer results), moved out of the tree with their
-  relative paths, so that the tree holds one run and nothing is deleted.
+- ``superseded/<UTC time>/``: result files (and their records) of an earlier run into the same folder that a
+  finished run's records do not account for (other options, other checkpoints, no per-layer results), moved out
+  of the tree with their relative paths, one folder per run, so that the tree holds one run and nothing is
+  deleted.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -86,17 +88,23 @@ class RunState:
     def _record_path(self, tag: str) -> Path:
         return self.records / f"{tag}.json"
 
-    def finished(self, tag: str, fingerprint: Optional[str] = None) -> Optional[dict[str, Any]]:
-        """The record of checkpoint ``tag`` if it was finished under the same numerics key (and, when
-        ``fingerprint`` is given, from a checkpoint with that fingerprint)."""
-        path = self._record_path(tag)
+    def _read(self, tag: str) -> Optional[dict[str, Any]]:
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(self._record_path(tag).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if fingerprint is not None and record.get("checkpoint") != fingerprint:
-            return None
-        return record if record.get("key") == self.key and record.get("status") == "done" else None
+
+    def _current(self, record: Optional[dict[str, Any]], fingerprint: Optional[str]) -> bool:
+        """Whether ``record`` was written for a checkpoint with this fingerprint under the current key (records
+        written before fingerprints existed never are)."""
+        return (record is not None and fingerprint is not None and record.get("checkpoint") == fingerprint
+                and record.get("key") == self.key)
+
+    def finished(self, tag: str, fingerprint: str) -> Optional[dict[str, Any]]:
+        """The record of checkpoint ``tag`` if it was finished from a checkpoint with this ``fingerprint`` under the
+        same numerics key."""
+        record = self._read(tag)
+        return record if self._current(record, fingerprint) and record.get("status") == "done" else None
 
     def write_record(self, tag: str, record: dict[str, Any]) -> None:
         record = {**record, "key": self.key}
@@ -108,17 +116,37 @@ class RunState:
         except OSError as err:
             raise OutputError(f"{path}: cannot write the run state ({err.strerror or err})") from None
 
-    def all_records(self, fingerprints: Optional[Mapping[str, str]] = None) -> list[dict[str, Any]]:
-        """Every record finished under the current key; with ``fingerprints`` (tag -> fingerprint of this run's
-        checkpoints), only those of this run's checkpoints."""
+    def all_records(self, fingerprints: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The finished records of this run's checkpoints (``fingerprints``: tag -> fingerprint)."""
         out = []
         for path in sorted(self.records.glob("*.json")):
-            if fingerprints is not None and path.stem not in fingerprints:
-                continue
-            rec = self.finished(path.stem, None if fingerprints is None else fingerprints[path.stem])
-            if rec is not None:
-                out.append(rec)
+            if path.stem in fingerprints:
+                rec = self.finished(path.stem, fingerprints[path.stem])
+                if rec is not None:
+                    out.append(rec)
         return out
+
+    def retire_records(self, fingerprints: Mapping[str, str], into: Path) -> list[Path]:
+        """Move every record that is not this run's (``fingerprints``: tag -> fingerprint of its checkpoints) to
+        ``into/records/``, with the result files it stood for (which :meth:`OutputLayout.retire_results` moves): a
+        later run must not skip a checkpoint whose files left. This run's failed records stay (they say why)."""
+        moved = []
+        for path in sorted(self.records.glob("*.json")):
+            if not self._current(self._read(path.stem), fingerprints.get(path.stem)):
+                target = Path(into) / "records" / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                moved.append(target)
+        return moved
+
+    def superseded_folder(self) -> Path:
+        """A new folder name under ``superseded/`` for what this run moves aside (UTC time, then a counter)."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        folder, n = self.superseded / stamp, 1
+        while folder.exists():
+            n += 1
+            folder = self.superseded / f"{stamp}-{n}"
+        return folder
 
     # ----- strategy -------------------------------------------------------------------------------------------
     def saved_strategy(self, device: str) -> Optional[dict[str, Any]]:

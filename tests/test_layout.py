@@ -362,6 +362,7 @@ def test_retire_results_moves_what_keep_does_not_name_and_nothing_else(out, tmp_
     padded = out.metric_dir("trace") / "trace0001_01.txt"  # the same checkpoint under another padding: not ours
     padded.write_text("5\n")
     (out.metric_dir("trace") / "notes.md").write_text("mine")  # not a result: stays
+    out.metric_dir("density_eigen", 7).mkdir()  # empty (a run killed after moving its last file): removed
     (out.root / "figures").mkdir()
     (out.root / "figures" / "trace001_01.txt").write_text("6\n")  # not a metric folder: stays
     aside = tmp_path / "aside"

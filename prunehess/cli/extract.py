@@ -110,6 +110,9 @@ Examples:
 @click.option("--trace-probes", default=100, show_default=True, type=int, help="Most Hutchinson probes (Hutch++: HVP budget).")
 @click.option("--trace-tol", default=1e-3, show_default=True, type=float,
               help="PyHessian's stopping rule for Hutchinson (relative change of the mean); 0 uses every probe.")
+@click.option("--trace-deflation", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Hutchinson counts the density run's K largest Ritz values exactly and probes only the rest: fewer "
+                   "probes, a closer trace. 0: PyHessian's plain Hutchinson.")
 @click.option("--slq-steps", default=100, show_default=True, type=int, help="Lanczos steps per SLQ run (nodes per density file).")
 @click.option("--slq-runs", default=1, show_default=True, type=int, help="SLQ runs (columns per density file).")
 @click.option("--params", type=click.Choice(PARAM_MODES), default="active", show_default=True,
@@ -141,9 +144,6 @@ def extract_command(data_parallel: bool, **options: Any) -> None:
     report = run_extract(config, data_parallel=data_parallel, log=bar.log, progress=bar.update)
     if report is None:
         return
-    if report.retired:
-        click.echo(f"moved {len(report.retired)} result file(s) of an earlier run under other options or on other "
-                   f"checkpoints out of the tree, to {report.retired[0].parents[1]}", err=True)
     click.echo(f"done: {len(report.computed)} computed, {len(report.skipped)} already finished, "
                f"{len(report.failed)} failed, in {report.seconds:.1f} s -> {config.output}", err=True)
     if report.failed:

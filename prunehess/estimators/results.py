@@ -6,7 +6,7 @@ from typing import Mapping, Optional
 
 from torch import Tensor
 
-__all__ = ["EigenResult", "TraceResult", "DensityResult"]
+__all__ = ["EigenResult", "TraceResult", "DensityResult", "Deflation"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,10 @@ class TraceResult:
         estimate: the trace estimate.
         stderr: its standard error (sample standard deviation of the stochastic part / √samples).
         n_hvp: operator products used.
-        samples: the per-probe quadratic forms ``zᵀ A z`` (Hutchinson) or the residual part's samples (Hutch++).
-        method: ``"hutchinson"``, ``"hutch++"``, or ``"exact"`` (the sum of the exact eigenvalues: stderr 0).
+        samples: the per-probe quadratic forms ``zᵀ A z`` (Hutchinson) or the remainder's samples (Hutch++, and
+            Hutchinson with a :class:`Deflation`: ``zᵀ (I − P) A (I − P) z``).
+        method: ``"hutchinson"``, ``"hutchinson-deflated"``, ``"hutch++"``, or ``"exact"`` (the sum of the exact
+            eigenvalues: stderr 0).
         blocks: per-block estimates from the same probes (Hutchinson with ``blocks=``), keyed by block name.
     """
 
@@ -51,6 +53,26 @@ class TraceResult:
     samples: Tensor
     method: str
     blocks: Mapping[str, "TraceResult"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Deflation:
+    """Orthonormal rows ``basis`` (``k × n``) whose Rayleigh quotient ``basis · A · basisᵀ`` is ``diag(values)``,
+    known without products: Ritz vectors of a Lanczos run, for which the Lanczos relation
+    ``A Q = Q T + β q eᵀ`` with ``Qᵀq = 0`` gives it. Then ``tr(A) = Σ values + tr((I − P) A (I − P))`` with
+    ``P = basisᵀ basis``, and probes need only estimate the second term."""
+
+    basis: Tensor  # (k, n), rows orthonormal, on the operator's device
+    values: Tensor  # (k,), float64
+
+    @property
+    def trace(self) -> float:
+        """``tr(basis · A · basisᵀ)``, the part of the trace the basis holds."""
+        return float(self.values.sum())
+
+    def project_out(self, Z: Tensor) -> Tensor:
+        """``(I − basisᵀ basis) Z`` for columns ``Z`` (``n × b``), in place."""
+        return Z.addmm_(self.basis.T, self.basis @ Z, alpha=-1.0)
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,7 @@ class DensityResult:
     dim: int  # size of the operator
     residuals: Optional[Tensor] = None  # (runs, m): Ritz residual bounds |β_m s_{m,j}| (0 past a run's end)
     lengths: Optional[Tensor] = None  # (runs,): Lanczos steps each run took (< m: it found an invariant subspace)
+    deflation: Optional[Deflation] = None  # run 0's largest Ritz pairs, when asked for (slq_density(deflation=k))
 
     def spans_space(self, run: int = 0) -> bool:
         """Whether run ``run`` took ``dim`` steps: its nodes are then the operator's exact eigenvalues."""

@@ -351,31 +351,41 @@ class HessianOperator(LinearOperator):
         V = torch.randn(self.size, k, generator=g, dtype=torch.float64).to(self.dtype).to(self.device)
         timings: dict[str, float] = {}
 
-        def timed(fn) -> Optional[float]:
+        def once(fn) -> float:
+            self._sync()
+            start = time.perf_counter()
+            fn()
+            self._sync()
+            return time.perf_counter() - start
+
+        def timed(fn, times: int = repeats) -> Optional[float]:
             try:
                 fn()  # warm-up (and, for "graph", building the first-order graph)
-                best = float("inf")
-                for _ in range(repeats):  # the fastest repeat: robust to other load on the machine
-                    self._sync()
-                    start = time.perf_counter()
-                    fn()
-                    self._sync()
-                    best = min(best, time.perf_counter() - start)
-                return best
+                return min(once(fn) for _ in range(times))  # the fastest repeat: robust to other load
             except (RuntimeError, NotImplementedError) as err:  # unsupported op or out of memory
                 if "out of memory" in str(err).lower() and torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 return None
+
+        def rounds(settings: dict[str, Callable[[], None]], fn: Callable[[], None], best: dict[str, float]) -> None:
+            """``repeats − 1`` more timings of each candidate, one of each per round: a load that passes over the
+            machine slows every candidate of its round alike instead of one candidate's every repeat."""
+            for _ in range(repeats - 1):
+                for name, setting in settings.items():
+                    setting()
+                    best[name] = min(best[name], once(fn))
 
         saved = (self.strategy, self.batched_strategy)
         peaks: dict[str, int] = {}
         for name in singles:
             self.strategy = name
             self._reset_peak()
-            t = timed(lambda: self._matvec(v))
+            t = timed(lambda: self._matvec(v), times=1)
             if t is not None:
                 timings[name] = t
                 peaks[name] = self._peak()
+        rounds({name: (lambda name=name: setattr(self, "strategy", name)) for name in timings},
+               lambda: self._matvec(v), timings)
         best_single = min(timings, key=timings.get) if timings else saved[0]
         if "graph" in timings and timings["graph"] <= _CLEARLY_FASTER * timings[best_single]:
             best_single = "graph"  # near-ties go to graph reuse: cheapest in principle, and timings are noisy
@@ -416,14 +426,20 @@ class HessianOperator(LinearOperator):
                 self._gradient.cuda_graphs.reset()
                 self._captured = None
         batched_timings = {"loop": timings.get("graph+cuda_graphs", chosen) if self.cuda_graphs else chosen}
+        products: dict[str, float] = {}  # seconds per batched product of k vectors
         for name in batched:
             self.batched_strategy = name
             before = self._reset_peak()
-            t = timed(lambda: self._matmat(V))
-            if t is not None:
-                batched_timings[name] = t / k
-                if not self._within(peaks.get(best_single, 0), before, self._peak(), memory_factor):
-                    batched_timings[name] = float("inf")
+            t = timed(lambda: self._matmat(V), times=1)
+            if t is not None and self._within(peaks.get(best_single, 0), before, self._peak(), memory_factor):
+                products[name] = t
+            elif t is not None:
+                batched_timings[name] = float("inf")
+        if products:  # in rounds with k single products, the loop they must beat
+            products["loop"] = k * batched_timings["loop"]
+            setting = {name: (lambda name=name: setattr(self, "batched_strategy", name)) for name in products}
+            rounds(setting, lambda: self._matmat(V), products)
+            batched_timings.update({name: t / k for name, t in products.items()})
         timings.update({f"batched:{n}": t for n, t in batched_timings.items()})
         fastest = min(batched_timings, key=batched_timings.get)
         # a batched strategy must clearly beat one product at a time to be worth its memory

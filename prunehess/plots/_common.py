@@ -7,6 +7,7 @@ shows a returned figure inline.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -56,16 +57,16 @@ def save_figure(figure: Figure, path: Path, dpi: int = 100) -> Path:
     return path
 
 
-def run_names(layout: OutputLayout) -> tuple[str, str]:
-    """``(model, dataset)`` for titles, from the run's ``config.yaml``; ``("", "")`` without a readable one. A model
-    built from a file (``DIR/net.py:factory``) is named without its folders (``net.py:factory``)."""
-    try:
-        config = layout.read_config() if layout.config_file.is_file() else {}
-    except DataError:
-        return "", ""
-    model = str(config.get("model") or "")
-    if "/" in model or "\\" in model:
-        model = Path(model).name
+def run_names(layout: OutputLayout, config: Mapping | None = None) -> tuple[str, str]:
+    """``(model, dataset)`` for titles, from the run's ``config.yaml`` (or ``config``, already read);
+    ``("", "")`` without a readable one. A model built from a file (``DIR/net.py:factory``) is named without its
+    folders (``net.py:factory``)."""
+    if config is None:
+        try:
+            config = layout.read_config() if layout.config_file.is_file() else {}
+        except DataError:
+            return "", ""
+    model = re.split(r"[\\/]", str(config.get("model") or ""))[-1]
     return model, str(config.get("dataset") or "")
 
 

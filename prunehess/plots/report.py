@@ -290,7 +290,7 @@ def render_report(output: str | Path, *, model_name: str = "", dataset_name: str
     page = _Page(dpi)
     config_page = _Page(dpi)
     config = _config_section(config_page, layout)
-    from_config = c.run_names(layout) if config else ("", "")
+    from_config = c.run_names(layout, config)
     model_name = model_name or from_config[0]
     dataset_name = dataset_name or from_config[1]
     try:

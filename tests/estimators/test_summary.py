@@ -90,10 +90,13 @@ def test_a_run_ending_on_an_invariant_subspace_is_not_taken_for_the_spectrum():
     d = slq_density(A, n_steps=100)
     assert int(d.lengths[0]) == 1 and not d.spans_space()
     assert exact_trace_from_density(d) is None and top_eigen_from_density(d, 2, tol=1e-3) is None
-    s = curvature_summary(A, k=2, slq_steps=100)
+    s = curvature_summary(A, k=2, slq_steps=100, trace_deflation=0)
     assert s.trace.method == "hutchinson"
     assert_scalar_close(s.trace.estimate, 2.0 * n, rtol=1e-12, atol=0, name="Rademacher probes on 2·I")
     assert_close(s.eigen.eigenvalues, torch.tensor([2.0, 2.0]), rtol=1e-10, atol=0, name="repeated top")
+    deflated = curvature_summary(A, k=2, slq_steps=100)  # the run's one Ritz pair counted, the rest probed
+    assert deflated.trace.method == "hutchinson-deflated"
+    assert abs(deflated.trace.estimate - 2.0 * n) <= 5 * deflated.trace.stderr
 
 
 def test_power_method_and_hutchpp_and_blocks_are_passed_through():

@@ -399,6 +399,27 @@ def test_tune_times_one_chunk_for_graph_reuse(float64):
     assert "graph+one_chunk" not in single  # one mini-batch: nothing to merge
 
 
+def test_tune_times_its_candidates_in_rounds(float64, monkeypatch):
+    """After one timing each (with its warm-up and memory peak), the candidates take turns: a load passing over
+    the machine slows every candidate of a round alike, not one candidate's every repeat (a shared machine once
+    made graph reuse look 100x slower than forward-over-reverse that way)."""
+    c = cases.build("mlp_tanh_ce")
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    seen_single, seen_batched = [], []
+    matvec, matmat = HessianOperator._matvec, HessianOperator._matmat
+    monkeypatch.setattr(HessianOperator, "_matvec", lambda self, v: seen_single.append(self.strategy) or matvec(self, v))
+    monkeypatch.setattr(HessianOperator, "_matmat",
+                        lambda self, V: seen_batched.append(self.batched_strategy) or matmat(self, V))
+    op.tune(k=2, repeats=3, candidates=["graph", "double_backward", "forward_over_reverse", "vmap", "graph_batched"])
+    singles = ["graph", "double_backward", "forward_over_reverse"]
+    first_pass = [name for name in singles for _ in range(2)]  # warm-up, then one timing
+    assert seen_single[:6] == first_pass and seen_single[6:12] == singles * 2  # then two rounds, in turn
+    batched = ["vmap", "graph_batched"]
+    assert seen_batched[:4] == [name for name in batched for _ in range(2)]
+    assert seen_batched[4:10] == [*batched, "loop"] * 2  # the loop they must beat takes its turns too
+    check_products(op, c.expected, "after tune")
+
+
 def test_tune_with_custom_forward_skips_torch_func(float64):
     c = cases.build("mlp_tanh_ce")
     op = HessianOperator(c.model, c.data, c.loss_fn, forward=lambda x: c.model(x))

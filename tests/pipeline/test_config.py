@@ -104,3 +104,19 @@ def test_option_values_are_validated_in_one_line(kit, tmp_path, zipped):
 def test_missing_resume_is_a_usage_error(kit):
     result = kit.invoke("extract")
     assert result.exit_code == 2 and "--resume" in result.output and "Traceback" not in result.output
+
+
+def test_trace_deflation_is_an_option_that_changes_the_numbers(kit, tmp_path, zipped):
+    out = tmp_path / "out"
+    model = kit.model_file(tmp_path)
+    kit.extract(zipped, out, "--zipname", "tiny.zip", model=model)
+    traces = lambda: {k: v for k, v in kit.text_files(out).items() if k.startswith("trace/")}  # noqa: E731
+    deflated = traces()
+    plain = kit.extract(zipped, out, "--zipname", "tiny.zip", "--trace-deflation", "0", model=model)
+    assert "2 computed" in plain.output  # another numerics key
+    assert traces() != deflated and set(traces()) == set(deflated)
+    assert yaml.safe_load((out / "config.yaml").read_text())["trace_deflation"] == 0
+    bad = kit.invoke("extract", "--resume", zipped, "--output", tmp_path / "other", "--trace-deflation", "-1")
+    assert bad.exit_code == 2 and "--trace-deflation" in bad.output
+    with pytest.raises(Exception, match="trace_deflation must be 0 or more"):
+        ExtractConfig.from_mapping({"resume": str(zipped), "trace_deflation": -2})

@@ -218,7 +218,7 @@ def test_a_second_run_on_the_same_output_folder_is_refused(kit, tmp_path):
 
 def test_a_rerun_moves_the_earlier_runs_other_results_out_of_the_tree(kit, tmp_path):
     """Per-layer results, or checkpoints the new zip lacks, from a run under other options would be read by the
-    plots and the report as this run's: they go to .prunehess/superseded/, kept, and the tree holds one run."""
+    plots and the report as this run's: they go to .prunehess/superseded/<time>/, kept, and the tree holds one run."""
     run = _zip(kit, tmp_path, n=3)
     model = kit.model_file(tmp_path)
     out = tmp_path / "out"
@@ -230,11 +230,11 @@ def test_a_rerun_moves_the_earlier_runs_other_results_out_of_the_tree(kit, tmp_p
     assert "3 computed" in plain.output and "moved 60 result file(s) of an earlier run" in plain.output
     files = kit.text_files(out)
     assert not any("_layer" in name for name in files), sorted(files)
-    assert not any(p.name.endswith(tuple(f"_layer{k}" for k in range(4))) for p in out.iterdir())
+    assert OutputLayout(out).layers_present() == []
     assert [row["layer"] for row in kit.summary(out)] == [None] * 3
-    aside = out / ".prunehess" / "superseded"
-    assert (aside / "trace_layer3" / "trace002_best.txt").read_bytes() == layered["trace_layer3/trace002_best.txt"]
-    assert len([p for p in aside.rglob("*") if p.is_file()]) == 60  # 5 metrics x 4 tensors x 3 checkpoints
+    (first,) = (out / ".prunehess" / "superseded").iterdir()
+    assert (first / "trace_layer3" / "trace002_best.txt").read_bytes() == layered["trace_layer3/trace002_best.txt"]
+    assert len([p for p in first.rglob("*.txt")]) == 48 and len(list(first.rglob("*.pdf"))) == 12  # 5 x 4 x 3
     assert files["trace/trace002_best.txt"] == layered["trace/trace002_best.txt"]  # the whole model's numbers stay
 
     again = kit.extract(run, out, model=model)  # the same options: nothing to move
@@ -244,7 +244,26 @@ def test_a_rerun_moves_the_earlier_runs_other_results_out_of_the_tree(kit, tmp_p
     rerun = kit.extract(fewer, out, "--seed", "3", model=model)
     assert "moved 5 result file(s)" in rerun.output  # the third checkpoint's five files
     assert list(OutputLayout(out).list_results("trace")) == [(-1, 0), (0, None)]
-    assert (aside / "trace" / "trace002_best.txt").is_file()
+    second = [p for p in (out / ".prunehess" / "superseded").iterdir() if p != first]
+    assert len(second) == 1 and (second[0] / "trace" / "trace002_best.txt").is_file()
+    assert (first / "trace_layer3" / "trace002_best.txt").is_file()  # each run's leftovers in a folder of its own
+
+
+def test_results_moved_aside_are_recomputed_when_their_checkpoint_comes_back(kit, tmp_path):
+    """Zip A (3 checkpoints), then zip B (2, other weights), then A again: the record of A's third checkpoint left
+    the records with its files, so the last run computes it instead of skipping a checkpoint whose files are gone."""
+    model = kit.model_file(tmp_path)
+    a = _zip(kit, tmp_path / "a", n=3)
+    b = tmp_path / "b" / "run"
+    kit.write_zip(b / "mnist.zip", [("initial_state_dict_lt.pth", kit.tiny_state(7)),
+                                    ("0_model_lt.pth", kit.tiny_state(8, 0.3))])
+    out = tmp_path / "out"
+    kit.extract(a, out, model=model)
+    reference = kit.text_files(out)
+    assert "moved 5 result file(s)" in kit.extract(b, out, model=model).output
+    back = kit.extract(a, out, model=model)
+    assert "3 computed, 0 already finished" in back.output
+    assert kit.text_files(out) == reference
 
 
 def test_another_experiments_zip_into_the_same_output_is_computed_not_taken_from_the_first(kit, tmp_path):
