@@ -276,17 +276,16 @@ def pyhessian_traces(model: nn.Module, batches, device: torch.device, s: Setting
 def prunehess_traces(model: nn.Module, batches, device: torch.device, s: Settings, seeds: Sequence[int], *,
                      strategy: str, batched: str, method: str = "hutchinson", hutchpp_hvps: int = 99) -> list[dict]:
     """prunehess's trace once per seed: Hutchinson with PyHessian's rule, or Hutch++ with ``hutchpp_hvps``, or
-    (``"deflated"``) Hutchinson with PyHessian's rule on the complement of the density run's largest Ritz vectors,
-    as ``H.summary()`` does: the density's run is made first, untimed (the full analysis makes it anyway)."""
+    (``"deflated"``) Hutchinson with PyHessian's rule on the complement of the density run's Krylov space, as
+    ``H.summary()`` does: the density's run is made first, untimed (the full analysis makes it anyway)."""
     from prunehess.estimators import hutchinson_trace, slq_density
-    from prunehess.estimators.summary import TRACE_DEFLATION
 
     H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
     H @ torch.zeros(H.size, device=device)  # build the reused graph outside the timings (PyHessian's is built too)
     out = []
     for seed in seeds:
         if method == "deflated":
-            d = slq_density(H, n_runs=s.density_runs, n_steps=s.density_iter, seed=seed, deflation=TRACE_DEFLATION)
+            d = slq_density(H, n_runs=s.density_runs, n_steps=s.density_iter, seed=seed, deflation=True)
             t, r = _clock(device, lambda: hutchinson_trace(  # probes from seed + 1, as curvature_summary draws them
                 H, n_probes=s.trace_max_iter, tol=s.trace_tol, batch_size=probe_batch(batched), deflate=d.deflation,
                 seed=seed + 1))

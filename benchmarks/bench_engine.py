@@ -213,14 +213,14 @@ class Bench:
             log(f"{w.key}: trace accuracy over {len(self.seeds)} seeds")
             ph_t = pyhessian_traces(model, batches, dev, s, self.seeds)
             for label, method in (("ph Hutchinson (PyH's rule)", "hutchinson"),
-                                  ("ph Hutchinson deflated by the density's Ritz vectors (PyH's rule)", "deflated"),
+                                  ("ph Hutchinson deflated by the density's Krylov space (PyH's rule)", "deflated"),
                                   (f"ph Hutch++ ({self.args.hutchpp_hvps} HVPs)", "hutch++")):
                 pn_t = prunehess_traces(model, batches, dev, s, self.seeds, strategy=strategy, batched=batched, method=method,
                                         hutchpp_hvps=self.args.hutchpp_hvps)
                 sec.add(f"trace over {len(self.seeds)} seeds: PyH vs {label}", _mean(ph_t, "s"), _mean(pn_t, "s"),
                         round(_mean(ph_t, "hvps")), round(_mean(pn_t, "hvps")), _rms(ph_t, tr_exact), _rms(pn_t, tr_exact),
                         note="mean time and HVPs per estimate; error: RMS over seeds"
-                             + ("; the trace's own time and HVPs (its Ritz vectors come from the density's run)"
+                             + ("; the trace's own time and HVPs (its Krylov basis is the density's run's)"
                                 if method == "deflated" else "")
                              + (f"; PyH stopped on a negative running mean in {sum(r['sign_stop'] for r in ph_t)} of "
                                 f"{len(ph_t)}" if any(r["sign_stop"] for r in ph_t) else ""))

@@ -51,7 +51,7 @@ class ExtractConfig:
     trace_method: str = "hutchinson"
     trace_probes: int = 100
     trace_tol: Optional[float] = 1e-3
-    trace_deflation: int = 20  # prunehess.estimators.summary.TRACE_DEFLATION
+    trace_deflation: bool = True
     slq_steps: int = 100
     slq_runs: int = 1
     params: str = "active"
@@ -75,8 +75,6 @@ class ExtractConfig:
                      "slq_runs", "max_iter", "depth", "max_unpacked_mb"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if int(self.trace_deflation) < 0:
-            raise ConfigError(f"trace_deflation must be 0 or more, got {self.trace_deflation!r}")
         if self.trace_method == "hutch++" and self.trace_probes < 3:
             raise ConfigError("trace_probes must be at least 3 for hutch++")
         if self.tol <= 0:

@@ -135,7 +135,7 @@ def run_extract(config: ExtractConfig, *, data_parallel: bool = False, log: Call
             if rank == 0:
                 final = finalize(config, unpacked=folder)
                 report.retired, report.retired_to = final.retired, final.retired_to
-                if final.retired:
+                if final.retired_to is not None:
                     log(final.retired_line())
         parts: list = [None] * world
         dist.all_gather_object(parts, (report.computed, report.skipped, report.failed))

@@ -62,10 +62,10 @@ class ExtractReport:
 
     def retired_line(self) -> str:
         """One line saying what was moved aside, or ``""``."""
-        if not self.retired:
+        if self.retired_to is None:
             return ""
         return (f"moved {len(self.retired)} result file(s) of an earlier run (other options or other checkpoints) "
-                f"out of the tree, to {self.retired_to}")
+                f"out of the tree, with its records, to {self.retired_to}")
 
 
 def checkpoint_fingerprint(ref: CheckpointRef, found: Discovery) -> str:
@@ -201,7 +201,7 @@ def extract(
             if not report.strategy:  # every checkpoint was finished before: the config still names the strategy
                 report.strategy = _known_strategy(config, state, device)
             _write_shared(layout, state, model, config, found, report, fingerprints)
-            if report.retired:
+            if report.retired_to is not None:
                 log(report.retired_line())
         if interrupted is not None:
             raise interrupted
@@ -504,8 +504,8 @@ def _write_shared_files(layout: OutputLayout, state: RunState, model: nn.Module,
     keep = {(rec["iteration"], rec["epoch"], row["layer"]) for rec in records for row in rec["rows"]}
     into = state.superseded_folder()
     report.retired = layout.retire_results(keep, into)
-    state.retire_records(fingerprints, into)  # their files are gone: never skip them again
-    report.retired_to = into if report.retired else None
+    records_moved = state.retire_records(fingerprints, into)  # their files are gone: never skip them again
+    report.retired_to = into if report.retired or records_moved else None
 
 
 class _StopOnSigint:

@@ -110,9 +110,9 @@ Examples:
 @click.option("--trace-probes", default=100, show_default=True, type=int, help="Most Hutchinson probes (Hutch++: HVP budget).")
 @click.option("--trace-tol", default=1e-3, show_default=True, type=float,
               help="PyHessian's stopping rule for Hutchinson (relative change of the mean); 0 uses every probe.")
-@click.option("--trace-deflation", default=20, show_default=True, type=click.IntRange(min=0),
-              help="Hutchinson counts the density run's K largest Ritz values exactly and probes only the rest: fewer "
-                   "probes, a closer trace. 0: PyHessian's plain Hutchinson.")
+@click.option("--trace-deflation/--no-trace-deflation", default=True, show_default=True,
+              help="Hutchinson counts the trace in the density run's Krylov space exactly and probes only the rest: "
+                   "fewer probes, a closer trace. --no-trace-deflation: PyHessian's plain Hutchinson.")
 @click.option("--slq-steps", default=100, show_default=True, type=int, help="Lanczos steps per SLQ run (nodes per density file).")
 @click.option("--slq-runs", default=1, show_default=True, type=int, help="SLQ runs (columns per density file).")
 @click.option("--params", type=click.Choice(PARAM_MODES), default="active", show_default=True,

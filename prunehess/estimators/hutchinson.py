@@ -5,11 +5,11 @@ Hutchinson (1990): for Rademacher probes ``z`` (entries ±1), ``E[zᵀ A z] = tr
 every diagonal block's trace at no extra cost: for a block of coordinates ``B``, ``E[z_Bᵀ (A z)_B] = tr(A_BB)``
 since the off-diagonal terms have mean zero.
 
-With a :class:`~prunehess.estimators.results.Deflation` (orthonormal ``Y`` with ``Yᵀ A Y = diag(θ)`` known: the
-largest Ritz pairs of the density's Lanczos run), ``tr(A) = Σ θ + tr((I − YYᵀ) A (I − YYᵀ))`` and the probes,
-projected off ``Y``, estimate only the second term: the outlying eigenvalues that dominate a Hessian's
-Hutchinson variance are counted exactly, at no product (Krylov-aware trace estimation: Chen & Hallman, SIMAX 2023).
-The probes must be independent of ``Y``.
+With a :class:`~prunehess.estimators.results.Deflation` (orthonormal ``Q`` with ``tr(Qᵀ A Q)`` known: the basis of
+the density's Lanczos run, whose diagonal ``qⱼᵀ A qⱼ`` are its ``αⱼ``), ``tr(A) = tr(Qᵀ A Q) + tr((I − QQᵀ) A
+(I − QQᵀ))`` and the probes, projected off ``Q``, estimate only the second term: the Krylov space holds the
+outlying eigenvalues that dominate a Hessian's Hutchinson variance, so they are counted exactly, at no product
+(Krylov-aware trace estimation: Chen & Hallman, SIMAX 2023). The probes must be independent of ``Q``.
 
 Hutch++ (Meyer, Musco, Musco & Woodruff, SOSA 2021): spend a third of the products on a sketch ``Q`` of the
 dominant range (``Q = orth(A S)``), take ``tr(Qᵀ A Q)`` exactly, and apply Hutchinson to the deflated
@@ -56,7 +56,7 @@ def hutchinson_trace(
         batch_size: probes applied at once through ``A.matmat`` (``vmap`` where the operator supports it).
         seed: probes are drawn from a CPU generator with this seed (same numbers on every device).
         blocks: name → slice of coordinates; each block's trace is estimated from the same probes.
-        deflate: count ``deflate.values`` exactly and probe only the complement of ``deflate.basis`` (the stopping
+        deflate: count ``deflate.trace`` exactly and probe only the complement of ``deflate.basis`` (the stopping
             rule watches the whole estimate); not with ``blocks``.
 
     Example:
@@ -69,6 +69,9 @@ def hutchinson_trace(
     op = as_operator(A)
     if deflate is not None and blocks:
         raise ValueError("per-block traces need plain probes: pass blocks or deflate, not both")
+    if deflate is not None and deflate.seed is not None and int(deflate.seed) == int(seed):
+        raise ValueError(f"seed {seed} drew the deflation basis's start vector: probes from it would not be "
+                         "independent of the basis (a biased trace); use another seed")
     generator = make_generator(seed)
     exact = deflate.trace if deflate is not None else 0.0
     samples: list[Tensor] = []

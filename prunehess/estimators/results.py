@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+import torch
 from torch import Tensor
 
 __all__ = ["EigenResult", "TraceResult", "DensityResult", "Deflation"]
@@ -57,21 +58,22 @@ class TraceResult:
 
 @dataclass(frozen=True)
 class Deflation:
-    """Orthonormal rows ``basis`` (``k × n``) whose Rayleigh quotient ``basis · A · basisᵀ`` is ``diag(values)``,
-    known without products: Ritz vectors of a Lanczos run, for which the Lanczos relation
-    ``A Q = Q T + β q eᵀ`` with ``Qᵀq = 0`` gives it. Then ``tr(A) = Σ values + tr((I − P) A (I − P))`` with
-    ``P = basisᵀ basis``, and probes need only estimate the second term."""
+    """Orthonormal rows ``basis`` (``k × n``) and ``trace = tr(basis · A · basisᵀ)``, known without products: the
+    basis of a Lanczos run, whose ``qⱼᵀ A qⱼ`` are its ``αⱼ``. With ``P = basisᵀ basis`` a projector,
+    ``tr(A) = trace + tr((I − P) A (I − P))``, and probes need only estimate the second term, provided they are
+    independent of the basis (not drawn from the ``seed`` its start vector came from)."""
 
     basis: Tensor  # (k, n), rows orthonormal, on the operator's device
-    values: Tensor  # (k,), float64
-
-    @property
-    def trace(self) -> float:
-        """``tr(basis · A · basisᵀ)``, the part of the trace the basis holds."""
-        return float(self.values.sum())
+    trace: float
+    seed: Optional[int] = None  # the seed the basis's start vector was drawn with: probes must not share it
 
     def project_out(self, Z: Tensor) -> Tensor:
-        """``(I − basisᵀ basis) Z`` for columns ``Z`` (``n × b``), in place."""
+        """``(I − basisᵀ basis) Z`` for columns ``Z`` (``n × b``), in place (matrix–vector products for one
+        column: no workspace beyond two vectors of length ``k``)."""
+        if Z.shape[1] == 1:
+            z = Z[:, 0]
+            z.addmv_(self.basis.T, torch.mv(self.basis, z), alpha=-1.0)
+            return Z
         return Z.addmm_(self.basis.T, self.basis @ Z, alpha=-1.0)
 
 
@@ -90,7 +92,7 @@ class DensityResult:
     dim: int  # size of the operator
     residuals: Optional[Tensor] = None  # (runs, m): Ritz residual bounds |β_m s_{m,j}| (0 past a run's end)
     lengths: Optional[Tensor] = None  # (runs,): Lanczos steps each run took (< m: it found an invariant subspace)
-    deflation: Optional[Deflation] = None  # run 0's largest Ritz pairs, when asked for (slq_density(deflation=k))
+    deflation: Optional[Deflation] = None  # run 0's Krylov basis and tr(T), when asked for (slq_density(deflation=True))
 
     def spans_space(self, run: int = 0) -> bool:
         """Whether run ``run`` took ``dim`` steps: its nodes are then the operator's exact eigenvalues."""

@@ -29,7 +29,7 @@ def slq_density(
     n_steps: int = 100,
     seed: int = 0,
     batched: bool = True,
-    deflation: int = 0,
+    deflation: bool = False,
 ) -> DensityResult:
     """SLQ with ``n_runs`` Rademacher start vectors and ``n_steps`` Lanczos steps each (PyHessian's ``n_v``, ``iter``).
 
@@ -40,11 +40,10 @@ def slq_density(
     an invariant subspace ends there with an exact quadrature; its remaining slots hold copies of its last node
     with weight 0, so every run has ``min(n_steps, n)`` nodes. ``batched=False`` runs one start vector at a time.
 
-    ``deflation=k`` also returns, in ``result.deflation``, the first run's ``k`` Ritz vectors of largest
-    ``|θ|`` and their Ritz values (a :class:`~prunehess.estimators.results.Deflation` for
-    :func:`~prunehess.estimators.hutchinson_trace`), formed in the run's basis storage (no extra memory); the
-    basis stays alive as long as the result holds them. Not formed when the run spans the space (its trace is
-    then exact).
+    ``deflation=True`` also returns, in ``result.deflation``, the first run's Krylov basis and ``tr(T) = Σ αⱼ``
+    (a :class:`~prunehess.estimators.results.Deflation` for :func:`~prunehess.estimators.hutchinson_trace`, whose
+    probes must then come from another seed): the basis storage stays alive as long as the result holds it. Not
+    returned when the run spans the space (its trace is then exact).
 
     Example:
         >>> import torch
@@ -64,12 +63,13 @@ def slq_density(
     # a small operator: a run that finds an invariant subspace goes on in its complement, so that it spans the
     # space (its nodes become the exact spectrum; the new nodes get weight 0, so the quadrature is unchanged)
     restart = generator if op.size <= n_steps else None
-    keep = deflation > 0
+    keep = bool(deflation)
     if batched:
         tri = [lanczos_tridiagonal(op, V, m, keep_basis=keep, restart_generator=restart)]
-    else:
-        tri = [lanczos_tridiagonal(op, V[:, r], m, keep_basis=keep and r == 0, restart_generator=restart)
-               for r in range(n_runs)]
+    else:  # run 0 last, so that the basis it keeps is the only one alive
+        done = {r: lanczos_tridiagonal(op, V[:, r], m, keep_basis=keep and r == 0, restart_generator=restart)
+                for r in [*range(1, n_runs), 0]}
+        tri = [done[r] for r in range(n_runs)]
     alphas = [a for t in tri for a in t.alphas]
     betas = [b for t in tri for b in t.betas]
     nodes = torch.zeros(n_runs, m, dtype=torch.float64)
@@ -87,23 +87,9 @@ def slq_density(
             residuals[r, :length] = (beta[-1] * S[-1]).abs()
     first = None
     if keep and int(lengths[0]) < op.size:
-        first = _ritz_deflation(tri[0].bases[0], alphas[0], betas[0], deflation)
+        first = Deflation(basis=tri[0].bases[0], trace=float(alphas[0].double().sum()), seed=seed)
     return DensityResult(nodes=nodes, weights=weights, n_hvp=sum(t.n_hvp for t in tri), dim=op.size,
                          residuals=residuals, lengths=lengths, deflation=first)
-
-
-def _ritz_deflation(basis: Tensor, alpha: Tensor, beta: Tensor, k: int, chunk: int = 1 << 13) -> Deflation:
-    """The ``k`` Ritz vectors of largest ``|θ|`` of a Lanczos run with basis rows ``basis`` (``m × n``), written over
-    the basis's first ``k`` rows a block of columns at a time (each block is read whole before it is written; small
-    blocks keep the temporaries small while the whole basis is alive)."""
-    theta, S = torch.linalg.eigh(tridiagonal_matrix(alpha, beta))
-    order = torch.argsort(theta.abs(), descending=True)[: min(k, theta.shape[0])]
-    St = S[:, order].T.to(dtype=basis.dtype, device=basis.device).contiguous()  # (k, m)
-    rows = St.shape[0]
-    for start in range(0, basis.shape[1], chunk):
-        block = basis[:, start : start + chunk]
-        basis[:rows, start : start + chunk] = St @ block
-    return Deflation(basis=basis[:rows], values=theta[order].clone())
 
 
 def gaussian_density(

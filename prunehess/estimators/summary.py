@@ -25,11 +25,7 @@ from prunehess.estimators.results import DensityResult, EigenResult, TraceResult
 from prunehess.estimators.slq import slq_density
 from prunehess.operators.base import LinearOperator, as_operator
 
-__all__ = ["CurvatureSummary", "curvature_summary", "top_eigen_from_density", "exact_trace_from_density",
-           "TRACE_DEFLATION"]
-
-TRACE_DEFLATION = 20
-"""Ritz pairs of the density's first run that :func:`curvature_summary`'s Hutchinson counts exactly (the default)."""
+__all__ = ["CurvatureSummary", "curvature_summary", "top_eigen_from_density", "exact_trace_from_density"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,7 @@ def curvature_summary(
     trace_blocks: Optional[Mapping[str, slice]] = None,
     slq_runs: int = 1,
     slq_steps: int = 100,
-    trace_deflation: int = TRACE_DEFLATION,
+    trace_deflation: bool = True,
     seed: int = 0,
 ) -> CurvatureSummary:
     """Top-``k`` eigenvalues, trace and SLQ density of ``A`` (PyHessian's three analyses), sharing products.
@@ -99,10 +95,10 @@ def curvature_summary(
     ``max_iter``); ``method="power"`` always runs power iteration (PyHessian's semantics). The trace is exact
     when the first run spans the space, else Hutchinson (``trace_probes`` probes, PyHessian's stopping rule at
     ``trace_tol``; per-block estimates with ``trace_blocks``) or Hutch++ with ``trace_probes`` products.
-    Hutchinson counts the density run's ``trace_deflation`` largest Ritz values exactly and probes the rest
-    (:class:`~prunehess.estimators.results.Deflation`; probes then come from ``seed + 1``, independent of the
-    density's start vectors): the same rule stops sooner and closer to the trace. ``trace_deflation=0``, or
-    ``trace_blocks``, gives PyHessian's plain Hutchinson.
+    With ``trace_deflation`` Hutchinson counts the part of the trace in the density run's Krylov space exactly
+    (``Σ αⱼ``) and probes only its complement (:class:`~prunehess.estimators.results.Deflation`; the probes then
+    come from ``seed + 1``, independent of the density's start vectors): the same rule stops sooner and closer to
+    the trace. ``trace_deflation=False``, or ``trace_blocks``, gives PyHessian's plain Hutchinson.
 
     Example:
         >>> import torch
@@ -113,23 +109,21 @@ def curvature_summary(
     """
     op = as_operator(A)
     k = min(k, op.size)
-    if trace_deflation < 0:
-        raise ValueError(f"trace_deflation must be >= 0, got {trace_deflation}")
     if method not in ("lanczos", "power"):
         raise ValueError(f"unknown method {method!r}; choose 'lanczos' or 'power'")
     if trace_method not in ("hutchinson", "hutch++"):
         raise ValueError(f"unknown trace method {trace_method!r}; choose 'hutchinson' or 'hutch++'")
-    deflate = trace_deflation if trace_method == "hutchinson" and trace_blocks is None else 0
+    deflate = bool(trace_deflation) and trace_method == "hutchinson" and trace_blocks is None
     density = slq_density(op, n_runs=slq_runs, n_steps=slq_steps, seed=seed, deflation=deflate)
     # the trace first: its deflation holds the density run's basis, which is freed before any other Lanczos run
     trace = exact_trace_from_density(density) if trace_blocks is None else None
     if trace is None and trace_method == "hutchinson":
-        deflation = density.deflation
         trace = hutchinson_trace(op, n_probes=trace_probes, tol=trace_tol, batch_size=trace_batch_size,
-                                 blocks=trace_blocks, deflate=deflation, seed=seed if deflation is None else seed + 1)
+                                 blocks=trace_blocks, deflate=density.deflation,
+                                 seed=seed if density.deflation is None else seed + 1)
     elif trace is None:
         trace = hutchpp_trace(op, n_hvp=trace_probes, batch_size=trace_batch_size, seed=seed)
-    density = replace(density, deflation=None)
+    density = replace(density, deflation=None)  # the last reference to the run's basis
     if method == "lanczos":
         eigen = top_eigen_from_density(density, k, tol=tol)
         if eigen is None:

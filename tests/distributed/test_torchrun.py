@@ -82,11 +82,7 @@ def test_data_parallel_run_equals_single_process(tmp_path, small_zip, reference,
     """Each rank holds 2 of the 4 mini-batches; every product is all-reduced. The sums run in another order
     than in one process, so the numbers agree to float32 rounding, not bit for bit:
 
-    - top eigenvalues (converged): 1e-6 relative (measured: 2e-7);
-    - traces: 5e-5 relative. Hutchinson counts the density run's largest Ritz values exactly and probes off their
-      vectors, and the vectors of Ritz values that have not converged move with rounding as the nodes do
-      (measured: 6e-6; with plain Hutchinson, ``--trace-deflation 0``, 2e-7), far below the estimate's standard
-      error;
+    - top eigenvalues and traces (converged quantities): 1e-6 relative (measured: 2e-7);
     - the spectral density as a measure, its moments ``Σ w θ^k`` for k = 1..4: 1e-6 relative (measured: 2e-7);
     - single nodes and weights of the 50-step quadrature: 5e-5 of the largest |node| and of the total mass. A
       Ritz value that has not converged moves with every rounding of the products (measured: 4e-6 nodes, 5e-6
@@ -105,10 +101,8 @@ def test_data_parallel_run_equals_single_process(tmp_path, small_zip, reference,
             continue
         a, b = np.loadtxt(got[name]).ravel(), np.loadtxt(want[name]).ravel()
         assert a.shape == b.shape, name
-        if name.startswith("top_eigenvalues"):
+        if name.startswith(("top_eigenvalues", "trace")):
             np.testing.assert_array_less(np.abs(a - b), 1e-6 * np.abs(b), err_msg=name)
-        elif name.startswith("trace"):
-            np.testing.assert_array_less(np.abs(a - b), 5e-5 * np.abs(b), err_msg=name)
         elif name.startswith("density_eigen"):
             np.testing.assert_array_less(np.abs(a - b), 5e-5 * np.abs(b).max(), err_msg=name)
             w_a = np.loadtxt(got[name.replace("density_eigen", "density_weight")]).ravel()
@@ -124,9 +118,9 @@ def test_data_parallel_run_equals_single_process(tmp_path, small_zip, reference,
     for row, want_row in zip(rows, expected):
         for key in ("iteration", "epoch", "layer", "remaining_percent", "test_accuracy"):
             assert row[key] == want_row[key]
-        for key, rtol in (("top_eigenvalues", 1e-6), ("trace", 5e-5)):  # as the files above
+        for key in ("top_eigenvalues", "trace"):
             a, b = float(row[key].strip("[]")), float(want_row[key].strip("[]"))
-            assert abs(a - b) <= rtol * abs(b), (key, row, want_row)
+            assert abs(a - b) <= 1e-6 * abs(b), (key, row, want_row)
 
     writes = spy.writes()
     assert set(writes) == {"0"}, f"only rank 0 writes under --data-parallel; writers: {sorted(writes)}"

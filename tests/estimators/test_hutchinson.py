@@ -190,7 +190,7 @@ def test_hutchpp_batched_equals_unbatched_and_reproducible():
     assert hutchpp_trace(A, n_hvp=30, seed=5).estimate != a.estimate
 
 
-# ----- Hutchinson deflated by Ritz vectors --------------------------------------------------------------------
+# ----- Hutchinson deflated by the density's Krylov space --------------------------------------------------------------------
 def outliers_over_a_bulk(n: int = 300, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Ten outliers (60 … 2) over 290 eigenvalues in [0, 0.5]: a trained network's Hessian in miniature, whose
     Hutchinson variance the outliers dominate."""
@@ -204,48 +204,54 @@ def test_deflation_by_exact_eigenvectors_counts_them_exactly_and_probes_the_rest
     lam = torch.linalg.eigvalsh(A).flip(0)
     from prunehess.estimators.results import Deflation
 
-    top = Deflation(basis=V[:, :10].T.contiguous(), values=lam[:10].clone())
-    assert_scalar_close(top.trace, float(lam[:10].sum()), rtol=1e-12, name="the basis's part")
+    top = Deflation(basis=V[:, :10].T.contiguous(), trace=float(lam[:10].sum()))
     r = hutchinson_trace(A, n_probes=200, deflate=top, seed=3)
     assert r.method == "hutchinson-deflated" and r.n_hvp == 200
     within_stderr(r.estimate, float(torch.trace(A)), r.stderr, n_sigma=4, name="deflated trace")
     plain = hutchinson_trace(A, n_probes=200, seed=3)
     assert r.stderr < 0.1 * plain.stderr  # the outliers carried the variance
-    every = Deflation(basis=V.T.contiguous(), values=lam.clone())  # the whole space: the probes vanish
+    batched = hutchinson_trace(A, n_probes=200, deflate=top, seed=3, batch_size=7)  # projected as a matrix
+    within_stderr(batched.estimate, float(torch.trace(A)), batched.stderr, n_sigma=4, name="batched probes")
+    assert batched.stderr < 0.1 * plain.stderr
+    every = Deflation(basis=V.T.contiguous(), trace=float(torch.trace(A)))  # the whole space: the probes vanish
     assert_scalar_close(hutchinson_trace(A, n_probes=3, deflate=every).estimate, float(torch.trace(A)),
                         rtol=1e-10, name="fully deflated")
     with pytest.raises(ValueError, match="not both"):
         hutchinson_trace(A, n_probes=3, deflate=top, blocks={"a": slice(0, 5)})
 
 
-def test_slq_deflation_is_the_runs_largest_ritz_pairs_and_leaves_the_density_unchanged():
+def test_slq_deflation_is_the_first_runs_krylov_basis_and_leaves_the_density_unchanged():
     from prunehess.estimators import slq_density
 
     A, _ = outliers_over_a_bulk()
     plain = slq_density(A, n_runs=2, n_steps=40, seed=1)
-    d = slq_density(A, n_runs=2, n_steps=40, seed=1, deflation=12)
+    d = slq_density(A, n_runs=2, n_steps=40, seed=1, deflation=True)
     assert torch.equal(d.nodes, plain.nodes) and torch.equal(d.weights, plain.weights) and plain.deflation is None
-    Y, theta = d.deflation.basis, d.deflation.values
-    assert Y.shape == (12, 300)
-    order = torch.argsort(d.nodes[0].abs(), descending=True)[:12]
-    assert_close(theta, d.nodes[0][order], rtol=0, atol=0, name="values: run 0's 12 largest |Ritz values|")
-    assert_close(Y @ Y.T, torch.eye(12), rtol=0, atol=1e-10, name="orthonormal rows")
-    # the Lanczos relation: YᵀAY is diagonal with the Ritz values, so no product is needed for that part
-    assert_close(Y @ A @ Y.T, torch.diag(theta), rtol=0, atol=1e-9, name="Rayleigh quotient")
-    small = slq_density(torch.diag(torch.arange(1.0, 9.0)), n_steps=20, deflation=4)
+    Q = d.deflation.basis
+    assert Q.shape == (40, 300)
+    assert_close(Q @ Q.T, torch.eye(40), rtol=0, atol=1e-10, name="orthonormal rows")
+    T = Q @ A @ Q.T  # the run's tridiagonal: its eigenvalues are run 0's nodes, its trace the part counted exactly
+    assert_close(torch.linalg.eigvalsh(T), torch.sort(d.nodes[0]).values, rtol=0, atol=1e-9, name="T's spectrum")
+    assert_scalar_close(d.deflation.trace, float(torch.trace(T)), rtol=1e-12, name="tr(QᵀAQ) = Σ α")
+    one_at_a_time = slq_density(A, n_runs=2, n_steps=40, seed=1, deflation=True, batched=False)  # run 0 last
+    assert_close(one_at_a_time.nodes, d.nodes, rtol=0, atol=1e-10, name="unbatched nodes")
+    assert_close(one_at_a_time.deflation.basis, Q, rtol=0, atol=1e-10, name="run 0's basis")
+    small = slq_density(torch.diag(torch.arange(1.0, 9.0)), n_steps=20, deflation=True)
     assert small.spans_space() and small.deflation is None  # its trace is exact anyway
+    with pytest.raises(ValueError, match="not be independent"):  # the start vector would be the first probe
+        hutchinson_trace(A, n_probes=5, deflate=d.deflation, seed=1)
 
 
 def test_summary_trace_deflated_by_the_density_run_is_unbiased_closer_and_cheaper():
     """Over 24 seeds with PyHessian's stopping rule: centred on the trace, a fraction of plain Hutchinson's error,
-    with fewer probes; ``trace_deflation=0`` is plain Hutchinson exactly."""
+    with fewer probes; ``trace_deflation=False`` is plain Hutchinson exactly."""
     from prunehess.estimators import curvature_summary
 
     A, _ = outliers_over_a_bulk(400, seed=2)
     exact = float(torch.trace(A))
     plain, deflated = [], []
     for seed in range(24):
-        plain.append(curvature_summary(A, slq_steps=40, trace_deflation=0, seed=seed).trace)
+        plain.append(curvature_summary(A, slq_steps=40, trace_deflation=False, seed=seed).trace)
         deflated.append(curvature_summary(A, slq_steps=40, seed=seed).trace)
     assert {t.method for t in plain} == {"hutchinson"} and {t.method for t in deflated} == {"hutchinson-deflated"}
     err = torch.tensor([t.estimate - exact for t in deflated])
@@ -254,7 +260,7 @@ def test_summary_trace_deflated_by_the_density_run_is_unbiased_closer_and_cheape
     assert rms(err) < 0.25 * rms(torch.tensor([t.estimate - exact for t in plain]))
     assert sum(t.n_hvp for t in deflated) < 0.75 * sum(t.n_hvp for t in plain)
     reference = hutchinson_trace(A, n_probes=100, tol=1e-3, seed=5)
-    assert curvature_summary(A, slq_steps=40, trace_deflation=0, seed=5).trace.estimate == reference.estimate
+    assert curvature_summary(A, slq_steps=40, trace_deflation=False, seed=5).trace.estimate == reference.estimate
 
 
 def test_deflated_trace_of_a_tiny_model_against_its_dense_hessian(float64):

@@ -90,11 +90,11 @@ def test_a_run_ending_on_an_invariant_subspace_is_not_taken_for_the_spectrum():
     d = slq_density(A, n_steps=100)
     assert int(d.lengths[0]) == 1 and not d.spans_space()
     assert exact_trace_from_density(d) is None and top_eigen_from_density(d, 2, tol=1e-3) is None
-    s = curvature_summary(A, k=2, slq_steps=100, trace_deflation=0)
+    s = curvature_summary(A, k=2, slq_steps=100, trace_deflation=False)
     assert s.trace.method == "hutchinson"
     assert_scalar_close(s.trace.estimate, 2.0 * n, rtol=1e-12, atol=0, name="Rademacher probes on 2·I")
     assert_close(s.eigen.eigenvalues, torch.tensor([2.0, 2.0]), rtol=1e-10, atol=0, name="repeated top")
-    deflated = curvature_summary(A, k=2, slq_steps=100)  # the run's one Ritz pair counted, the rest probed
+    deflated = curvature_summary(A, k=2, slq_steps=100)  # the run's one basis vector counted, the rest probed
     assert deflated.trace.method == "hutchinson-deflated"
     assert abs(deflated.trace.estimate - 2.0 * n) <= 5 * deflated.trace.stderr
 
@@ -126,3 +126,29 @@ def test_hessian_operator_summary_against_the_dense_hessian(name):
                                                                       trace_probes=400, trace_tol=None)
     assert big.trace.method == "hutchinson" and set(big.trace.blocks) == set(H.names)
     within_stderr(big.trace.estimate, float(torch.trace(case.expected)), big.trace.stderr, n_sigma=4, name="trace")
+
+
+def test_the_density_runs_basis_is_freed_before_a_fallback_lanczos_run(monkeypatch):
+    """The deflated trace holds the density run's basis; it must be gone before a second basis is allocated."""
+    import weakref
+
+    import prunehess.estimators.summary as summary
+
+    A, _ = gapped(300)
+    refs, alive_during_fallback = [], []
+    density = summary.slq_density
+
+    def watched_density(*args, **kwargs):
+        d = density(*args, **kwargs)
+        refs.append(weakref.ref(d.deflation.basis))
+        return d
+
+    def watched_lanczos(*args, **kwargs):
+        alive_during_fallback.append(refs[0]() is not None)
+        return lanczos_top_eigen(*args, **kwargs)
+
+    monkeypatch.setattr(summary, "slq_density", watched_density)
+    monkeypatch.setattr(summary, "lanczos_top_eigen", watched_lanczos)
+    s = curvature_summary(A, k=3, tol=1e-10, slq_steps=15, trace_probes=5, trace_tol=None)
+    assert s.trace.method == "hutchinson-deflated" and s.eigen.n_hvp > 0
+    assert alive_during_fallback == [False] and s.density.deflation is None
