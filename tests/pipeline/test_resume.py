@@ -32,6 +32,13 @@ def _zip(kit, folder: Path, n: int = 3) -> Path:
     return folder / "run"
 
 
+def _other_experiment(kit, folder: Path) -> Path:
+    """A zip with ``_zip``'s first two file names and other weights (another experiment's run)."""
+    kit.write_zip(folder / "run" / "mnist.zip", [("initial_state_dict_lt.pth", kit.tiny_state(7)),
+                                                 ("0_model_lt.pth", kit.tiny_state(8, 0.3))])
+    return folder / "run"
+
+
 def _mtimes(kit, out: Path) -> dict[str, int]:
     """Modification times of the result files (the shared files are rewritten by every run, to the same bytes)."""
     return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in kit.result_files(out)}
@@ -254,9 +261,7 @@ def test_results_moved_aside_are_recomputed_when_their_checkpoint_comes_back(kit
     the records with its files, so the last run computes it instead of skipping a checkpoint whose files are gone."""
     model = kit.model_file(tmp_path)
     a = _zip(kit, tmp_path / "a", n=3)
-    b = tmp_path / "b" / "run"
-    kit.write_zip(b / "mnist.zip", [("initial_state_dict_lt.pth", kit.tiny_state(7)),
-                                    ("0_model_lt.pth", kit.tiny_state(8, 0.3))])
+    b = _other_experiment(kit, tmp_path / "b")
     out = tmp_path / "out"
     kit.extract(a, out, model=model)
     reference = kit.text_files(out)
@@ -271,9 +276,7 @@ def test_another_experiments_zip_into_the_same_output_is_computed_not_taken_from
     default ``output``): finished records are reused only for the same bytes."""
     model = kit.model_file(tmp_path)
     first = _zip(kit, tmp_path / "lt", n=2)
-    other = tmp_path / "reinit" / "run"
-    kit.write_zip(other / "mnist.zip", [("initial_state_dict_lt.pth", kit.tiny_state(7)),
-                                        ("0_model_lt.pth", kit.tiny_state(8, 0.3))])
+    other = _other_experiment(kit, tmp_path / "reinit")
     out = tmp_path / "out"
     kit.extract(first, out, model=model)
     second = kit.extract(other, out, model=model)
