@@ -16,24 +16,32 @@ efficient derivative:
   ``∂/∂(∂y) ⟨G, ∂W⟩ = conv(x, G)`` and ``∂/∂x ⟨G, ∂W⟩ = conv_transpose(∂y, G)``;
 - BatchNorm with running statistics: ``y = x · s + t`` with per-channel ``s = γ / √(σ² + ε)``,
   ``t = β − μ s``, whose backward is two full-size products and two channel sums;
+- BatchNorm with running statistics applied directly to such a convolution's output (the untouched tensor the
+  convolution returned, as in every conv → BN block): folded into the convolution,
+  ``BN(conv(x, W) + b) = conv(x, W·s) + (b − μ)·s + β``, so scale and shift act on parameter-sized tensors. The
+  first-order graph then keeps no BatchNorm activation and its derivative has no full-size operation: on
+  ResNet-20 (200 samples, CPU) the graph held for products is half the size and a product ~10% faster. The
+  unfolded output is computed before the BatchNorm is seen, so the forward pass runs one convolution more per
+  folded pair (once per first-order graph under the ``graph`` strategy);
 - ReLU (out of place): its backward ``g ⊙ [y > 0]`` is recorded as a function of ``g`` alone. PyTorch's own
   derivative of that backward also returns a zero tensor for ``y`` (the step function's derivative), which is
   allocated, filled and added into the activation's gradient on every product.
 
-The first derivatives are PyTorch's own kernels, so gradients are unchanged up to rounding; only how the
-second derivative is taken differs. Everything else passes through untouched.
+The first derivatives are PyTorch's own kernels (folding reorders a BatchNorm's arithmetic), so values and
+gradients are unchanged up to rounding; only how the second derivative is taken differs. Everything else passes through untouched.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+import weakref
+from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["fast_second_order", "conv", "batch_norm_affine", "relu"]
+__all__ = ["fast_second_order", "conv", "batch_norm_affine", "conv_batch_norm", "relu"]
 
 
 def _tuple(value, dims: int) -> list[int]:
@@ -145,6 +153,23 @@ def batch_norm_affine(x: Tensor, running_mean: Tensor, running_var: Tensor, weig
     return _EvalBatchNorm.apply(x, weight, bias, running_mean, running_var, float(eps))
 
 
+def conv_batch_norm(x: Tensor, weight: Tensor, bias, running_mean: Tensor, running_var: Tensor, bn_weight=None,
+                    bn_bias=None, eps: float = 1e-5, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """``batch_norm(conv(x, W, b))`` with fixed statistics, as one convolution with the per-channel scale folded in.
+
+    ``BN(conv(x, W) + b) = conv(x, W·s) + (b − μ)·s + β`` with ``s = γ/√(σ²+ε)``: the scale and shift act on the
+    parameters, so the first-order graph holds no BatchNorm activation and its derivatives are parameter-sized.
+    """
+    s = torch.rsqrt(running_var + eps)
+    if bn_weight is not None:
+        s = s * bn_weight
+    shift = -running_mean * s if bias is None else (bias - running_mean) * s
+    if bn_bias is not None:
+        shift = shift + bn_bias
+    folded = weight * s.reshape([-1] + [1] * (weight.dim() - 1))
+    return conv(x, folded, shift, stride, padding, dilation, groups)
+
+
 class _ReLUMask(torch.autograd.Function):
     """``g ⊙ [y > 0]`` for a fixed ReLU output ``y``: linear in ``g``, so its derivative is itself."""
 
@@ -192,12 +217,21 @@ _CONVS = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3, F.conv1d: 1, F.conv
 
 
 class _FastSecondOrder(TorchFunctionMode):
+    def __init__(self, fold_batch_norm: bool = True):
+        super().__init__()
+        self.fold_batch_norm = fold_batch_norm
+        # the latest replaced convolution: (weak reference to its output, the output's version, its arguments)
+        self._last_conv: Optional[tuple[weakref.ref, int, tuple]] = None
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in _CONVS:
             replaced = self._conv(_CONVS[func], *args, **kwargs)
             if replaced is not None:
-                return replaced
+                out, arguments = replaced
+                if self.fold_batch_norm:
+                    self._last_conv = (weakref.ref(out), out._version, arguments)
+                return out
         elif func is F.batch_norm:
             replaced = self._batch_norm(*args, **kwargs)
             if replaced is not None:
@@ -214,21 +248,32 @@ class _FastSecondOrder(TorchFunctionMode):
     def _conv(dims: int, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
         if isinstance(padding, str) or input.dim() != dims + 2:  # 'same'/'valid' or unbatched: PyTorch's own
             return None
-        return conv(input, weight, bias, stride, padding, dilation, groups)
+        return conv(input, weight, bias, stride, padding, dilation, groups), (input, weight, bias, stride, padding,
+                                                                              dilation, groups)
 
-    @staticmethod
-    def _batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,  # noqa: A002
+    def _batch_norm(self, input, running_mean, running_var, weight=None, bias=None, training=False,  # noqa: A002
                     momentum=0.1, eps=1e-5):
         if training or running_mean is None or running_var is None:
             return None  # batch statistics: PyTorch's own
+        last = self._last_conv
+        if last is not None and last[0]() is input and input._version == last[1]:
+            # the untouched output of the convolution just replaced: recompute it with the BatchNorm folded in
+            # (the unfolded output is left to the caller; nothing downstream of this BatchNorm records it)
+            x, w, b, stride, padding, dilation, groups = last[2]
+            return conv_batch_norm(x, w, b, running_mean, running_var, weight, bias, eps, stride, padding, dilation,
+                                   groups)
         return batch_norm_affine(input, running_mean, running_var, weight, bias, eps)
 
 
 @contextlib.contextmanager
-def fast_second_order(enabled: bool = True) -> Iterator[None]:
-    """Within this context, convolutions, eval-mode BatchNorm and ReLU record graphs with cheap second derivatives."""
+def fast_second_order(enabled: bool = True, *, fold_batch_norm: bool = True) -> Iterator[None]:
+    """Within this context, convolutions, eval-mode BatchNorm and ReLU record graphs with cheap second derivatives.
+
+    ``fold_batch_norm``: an eval-mode BatchNorm applied directly to a convolution's output is recorded as one
+    convolution with the BatchNorm folded into its weight and bias (:func:`conv_batch_norm`).
+    """
     if not enabled:
         yield
         return
-    with _FastSecondOrder():
+    with _FastSecondOrder(fold_batch_norm):
         yield

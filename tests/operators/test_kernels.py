@@ -119,10 +119,10 @@ def _graph_names(tensors) -> set[str]:
     return names
 
 
-def _first_order_graph(model, x, y, enabled: bool) -> set[str]:
+def _first_order_graph(model, x, y, enabled: bool, fold_batch_norm: bool = True) -> set[str]:
     model.eval()
     params = list(model.parameters())
-    with fast_second_order(enabled):
+    with fast_second_order(enabled, fold_batch_norm=fold_batch_norm):
         grads = torch.autograd.grad(F.cross_entropy(model(x), y), params, create_graph=True)
     return _graph_names(grads)
 
@@ -132,11 +132,82 @@ def test_the_replacement_is_what_the_graph_records():
     model = conv_net(dims, kwargs, size, batch_norm=True)
     x, y = data_for(model, kwargs["in_channels"], size)
     fast = _first_order_graph(model, x, y, True)
+    unfolded = _first_order_graph(model, x, y, True, fold_batch_norm=False)
     native = _first_order_graph(model, x, y, False)
     assert "_WeightGradBackward" in fast and "_ConvolutionBackward" in fast
-    assert "_EvalBatchNormBackward" in fast and not any("NativeBatchNorm" in n for n in fast)
+    # conv → BN is folded into one convolution: no BatchNorm node at all
+    assert not any("BatchNorm" in n for n in fast)
+    assert "_EvalBatchNormBackward" in unfolded and not any("NativeBatchNorm" in n for n in unfolded)
     assert "ConvolutionBackwardBackward0" in native and "NativeBatchNormBackwardBackward0" in native
     assert not any(n.startswith("_WeightGrad") for n in native)
+
+
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "no_affine"])
+@pytest.mark.parametrize("conv_bias", [True, False], ids=["bias", "no_bias"])
+def test_folded_batch_norm_equals_pytorch(affine, conv_bias):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 4, 7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True) if conv_bias else None
+    mean, var = torch.randn(6, generator=g, dtype=torch.float64), torch.rand(6, generator=g, dtype=torch.float64) + 0.1
+    gamma = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True) if affine else None
+    beta = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True) if affine else None
+    kw = dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)
+    with fast_second_order():
+        ours = F.batch_norm(F.conv2d(x, w, b, **kw), mean, var, gamma, beta, eps=1e-3)
+    theirs = F.batch_norm(F.conv2d(x, w, b, **kw), mean, var, gamma, beta, eps=1e-3)
+    assert type(ours.grad_fn).__name__ == "_ConvolutionBackward"
+    assert_close(ours, theirs, rtol=1e-12, atol=1e-12, name="folded forward")
+    inputs = [t for t in (x, w, b, gamma, beta) if t is not None]
+    gy = torch.randn(theirs.shape, generator=g, dtype=torch.float64)
+    for a, c in zip(torch.autograd.grad(ours, inputs, gy), torch.autograd.grad(theirs, inputs, gy)):
+        assert_close(a, c, rtol=1e-10, atol=1e-12, name="folded gradient")
+
+
+def test_batch_norm_folds_only_the_untouched_convolution_output():
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 2, 5, 5, generator=g, dtype=torch.float64)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    mean, var = torch.randn(3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64) + 0.5
+    with fast_second_order():
+        changed = F.conv2d(x, w)
+        changed.add_(1.0)  # modified in place after the convolution: folding would drop the change
+        after_changed = F.batch_norm(changed, mean, var)
+        other = F.conv2d(x, w)
+        after_other = F.batch_norm(torch.tanh(other), mean, var)  # not the convolution's output
+    with fast_second_order(fold_batch_norm=False):
+        unfolded = F.batch_norm(F.conv2d(x, w), mean, var)
+    assert type(after_changed.grad_fn).__name__ == "_EvalBatchNormBackward"
+    assert type(after_other.grad_fn).__name__ == "_EvalBatchNormBackward"
+    assert type(unfolded.grad_fn).__name__ == "_EvalBatchNormBackward"
+    assert_close(after_changed, F.batch_norm(F.conv2d(x, w) + 1.0, mean, var), rtol=1e-12, atol=1e-12, name="in place")
+    assert_close(after_other, F.batch_norm(torch.tanh(F.conv2d(x, w)), mean, var), rtol=1e-12, atol=1e-12,
+                 name="tanh between")
+
+
+class _SharedConvOutput(nn.Module):
+    """A convolution whose output feeds both a BatchNorm (folded) and a second path (the unfolded output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.head = nn.Linear(3 * 4 * 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.head((torch.tanh(self.bn(y)) + 0.5 * y.sin()).flatten(1))
+
+
+def test_convolution_output_used_beside_its_batch_norm():
+    model = _init(_SharedConvOutput(), seed=9)
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(6, 2, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (6,), generator=g)
+    expected = autograd_hessian(model, x, y, F.cross_entropy)
+    for strategy in ("graph", "double_backward"):
+        op = HessianOperator(model, [(x[:4], y[:4]), (x[4:], y[4:])], masks=None, strategy=strategy)
+        assert_close(operator_matrix(op), expected, rtol=RTOL, atol=ATOL, name=f"shared/{strategy}")
 
 
 def test_what_is_not_handled_passes_through():
@@ -160,7 +231,7 @@ def test_keyword_calls_are_replaced_too():
         y = F.conv2d(input=x, weight=w, stride=2, padding=1)
         z = F.batch_norm(input=y, running_mean=mean, running_var=var, eps=1e-3)
     assert type(y.grad_fn).__name__ == "_ConvolutionBackward"
-    assert type(z.grad_fn).__name__ == "_EvalBatchNormBackward"
+    assert type(z.grad_fn).__name__ == "_ConvolutionBackward"  # folded into a convolution of its own
     assert_close(z, F.batch_norm(F.conv2d(x, w, stride=2, padding=1), mean, var, eps=1e-3), rtol=1e-12, atol=1e-12,
                  name="keywords")
 
