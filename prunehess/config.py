@@ -51,6 +51,7 @@ class ExtractConfig:
     trace_method: str = "hutchinson"
     trace_probes: int = 100
     trace_tol: Optional[float] = 1e-3
+    trace_min_probes: int = 10
     trace_deflation: bool = True
     slq_steps: int = 100
     slq_runs: int = 1
@@ -71,7 +72,7 @@ class ExtractConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
-        for name in ("mini_hessian_batch_size", "hessian_batch_size", "top_n", "trace_probes", "slq_steps",
+        for name in ("mini_hessian_batch_size", "hessian_batch_size", "top_n", "trace_probes", "trace_min_probes", "slq_steps",
                      "slq_runs", "max_iter", "depth", "max_unpacked_mb"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -402,6 +402,7 @@ def _estimates(op: HessianOperator, config: ExtractConfig) -> dict[str, Any]:
         batch = 1 if op.batched_strategy == "loop" else PROBES_PER_PRODUCT
     s = op.summary(k=min(config.top_n, op.size), method=config.method, tol=config.tol, max_iter=config.max_iter,
                    trace_method=config.trace_method, trace_probes=config.trace_probes, trace_tol=config.trace_tol,
+                   trace_min_probes=config.trace_min_probes,
                    trace_batch_size=batch, trace_deflation=config.trace_deflation, slq_runs=config.slq_runs,
                    slq_steps=config.slq_steps, seed=config.seed)
     return {"eigen": s.eigen, "trace": s.trace, "density": s.density}

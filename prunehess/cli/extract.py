@@ -110,6 +110,9 @@ Examples:
 @click.option("--trace-probes", default=100, show_default=True, type=int, help="Most Hutchinson probes (Hutch++: HVP budget).")
 @click.option("--trace-tol", default=1e-3, show_default=True, type=float,
               help="PyHessian's stopping rule for Hutchinson (relative change of the mean); 0 uses every probe.")
+@click.option("--trace-min-probes", default=10, show_default=True, type=int,
+              help="The stopping rule stops no sooner than this many probes (1: PyHessian's rule exactly, which can "
+                   "stop after two probes with a standard error far too small).")
 @click.option("--trace-deflation/--no-trace-deflation", default=True, show_default=True,
               help="Hutchinson counts the trace in the density run's Krylov space exactly and probes only the rest: "
                    "fewer probes, a closer trace. --no-trace-deflation: PyHessian's plain Hutchinson.")

@@ -42,6 +42,7 @@ def hutchinson_trace(
     *,
     n_probes: int = 100,
     tol: Optional[float] = None,
+    min_probes: int = 1,
     batch_size: int = 1,
     seed: int = 0,
     blocks: Optional[Mapping[str, slice]] = None,
@@ -53,6 +54,9 @@ def hutchinson_trace(
         n_probes: number of probes (PyHessian's ``maxIter``).
         tol: PyHessian's stopping rule: stop after the first probe at which the running mean changed by less
             than ``tol`` relative (``|mean − previous| / (|previous| + 1e-6) < tol``). ``None``: use all probes.
+        min_probes: the rule stops no sooner than this many probes. ``1`` is PyHessian's rule exactly; it can stop
+            after two probes whose values happen to agree, and a standard error from so few probes (and chosen
+            by their agreement) is far too small: ``extract`` uses 10.
         batch_size: probes applied at once through ``A.matmat`` (``vmap`` where the operator supports it).
         seed: probes are drawn from a CPU generator with this seed (same numbers on every device).
         blocks: name → slice of coordinates; each block's trace is estimated from the same probes.
@@ -67,6 +71,8 @@ def hutchinson_trace(
         6.0
     """
     op = as_operator(A)
+    if min_probes < 1:
+        raise ValueError(f"min_probes must be at least 1, got {min_probes}")
     if deflate is not None and blocks:
         raise ValueError("per-block traces need plain probes: pass blocks or deflate, not both")
     if deflate is not None and deflate.seed is not None and int(deflate.seed) == int(seed):
@@ -92,7 +98,8 @@ def hutchinson_trace(
                 block_samples[name].append(products[sl, j].sum().double().cpu())
             total += float(samples[-1])
             mean = exact + total / len(samples)
-            if tol is not None and previous is not None and abs(mean - previous) / (abs(previous) + 1e-6) < tol:
+            if (tol is not None and previous is not None and len(samples) >= min_probes
+                    and abs(mean - previous) / (abs(previous) + 1e-6) < tol):
                 stop = True
                 break
             previous = mean

@@ -81,6 +81,7 @@ def curvature_summary(
     trace_method: Literal["hutchinson", "hutch++"] = "hutchinson",
     trace_probes: int = 100,
     trace_tol: Optional[float] = 1e-3,
+    trace_min_probes: int = 10,
     trace_batch_size: int = 1,
     trace_blocks: Optional[Mapping[str, slice]] = None,
     slq_runs: int = 1,
@@ -94,7 +95,8 @@ def curvature_summary(
     values are the answer when they meet ``tol`` (else :func:`lanczos_top_eigen` runs with ``tol``,
     ``max_iter``); ``method="power"`` always runs power iteration (PyHessian's semantics). The trace is exact
     when the first run spans the space, else Hutchinson (``trace_probes`` probes, PyHessian's stopping rule at
-    ``trace_tol``; per-block estimates with ``trace_blocks``) or Hutch++ with ``trace_probes`` products.
+    ``trace_tol`` after at least ``trace_min_probes`` probes; per-block estimates with ``trace_blocks``) or
+    Hutch++ with ``trace_probes`` products.
     With ``trace_deflation`` Hutchinson counts the part of the trace in the density run's Krylov space exactly
     (``Σ αⱼ``) and probes only its complement (:class:`~prunehess.estimators.results.Deflation`; the probes then
     come from ``seed + 1``, independent of the density's start vectors): the same rule stops sooner and closer to
@@ -118,8 +120,8 @@ def curvature_summary(
     # the trace first: its deflation holds the density run's basis, which is freed before any other Lanczos run
     trace = exact_trace_from_density(density) if trace_blocks is None else None
     if trace is None and trace_method == "hutchinson":
-        trace = hutchinson_trace(op, n_probes=trace_probes, tol=trace_tol, batch_size=trace_batch_size,
-                                 blocks=trace_blocks, deflate=density.deflation,
+        trace = hutchinson_trace(op, n_probes=trace_probes, tol=trace_tol, min_probes=trace_min_probes,
+                                 batch_size=trace_batch_size, blocks=trace_blocks, deflate=density.deflation,
                                  seed=seed if density.deflation is None else seed + 1)
     elif trace is None:
         trace = hutchpp_trace(op, n_hvp=trace_probes, batch_size=trace_batch_size, seed=seed)

@@ -48,6 +48,7 @@ ParamSelector = Union[None, Sequence[str], Callable[[str, Tensor], bool]]
 
 
 _CLEARLY_FASTER = 1.15  # tune(): a strategy must beat the default by this factor to be chosen
+_HOPELESS = 2.0  # tune(): a candidate this many times slower than the default at first is not timed again
 _CHUNK_FASTER = 1.05  # tune(): one chunk (same strategy, same memory in principle) must be this much faster
 _CHUNK_MEMORY_FACTOR = 1.1  # tune(): ... and its peak memory within this factor of the mini-batched one's
 
@@ -335,8 +336,10 @@ class HessianOperator(LinearOperator):
         vectors. ``candidates`` limits the choice (names of strategies, ``"one_chunk"``, ``"cuda_graphs"``). Strategies that
         fail (unsupported operator, out of memory) are skipped, and a batched strategy is kept only if its peak
         memory stays within ``memory_factor`` times the chosen single strategy's (batched products hold ``k``
-        sets of activations; on a CPU the process's high-water mark is watched instead). Returns the timings
-        (also kept in :attr:`tuning`); rejected batched strategies appear as ``inf``.
+        sets of activations; on a CPU the process's high-water mark is watched instead). Candidates are timed
+        in interleaved rounds; one whose first timing (or warm-up) is already twice the default's (graph reuse;
+        one product at a time) is not timed again. Returns the timings (also kept in :attr:`tuning`); rejected
+        batched strategies appear as ``inf``.
         """
         from prunehess.operators.hvp import STRATEGIES
 
@@ -358,18 +361,27 @@ class HessianOperator(LinearOperator):
             self._sync()
             return time.perf_counter() - start
 
-        def timed(fn, times: int = repeats) -> Optional[float]:
+        def timed(fn, times: int = repeats, budget: float = float("inf")) -> Optional[float]:
+            """Fastest of ``times`` timings after a warm-up; a warm-up already slower than ``budget`` is the
+            timing (a hopeless candidate is not run again)."""
             try:
-                fn()  # warm-up (and, for "graph", building the first-order graph)
+                warm = once(fn)  # warm-up (and, for "graph", building the first-order graph)
+                if warm > budget:
+                    return warm
                 return min(once(fn) for _ in range(times))  # the fastest repeat: robust to other load
             except (RuntimeError, NotImplementedError) as err:  # unsupported op or out of memory
                 if "out of memory" in str(err).lower() and torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 return None
 
-        def rounds(settings: dict[str, Callable[[], None]], fn: Callable[[], None], best: dict[str, float]) -> None:
+        def rounds(settings: dict[str, Callable[[], None]], fn: Callable[[], None], best: dict[str, float],
+                   reference: str) -> None:
             """``repeats − 1`` more timings of each candidate, one of each per round: a load that passes over the
-            machine slows every candidate of its round alike instead of one candidate's every repeat."""
+            machine slows every candidate of its round alike instead of one candidate's every repeat. Candidates
+            already ``_HOPELESS`` times slower than ``reference`` (the default) are left out of the rounds."""
+            if reference in best:
+                settings = {name: setting for name, setting in settings.items()
+                            if name == reference or best[name] <= _HOPELESS * best[reference]}
             for _ in range(repeats - 1):
                 for name, setting in settings.items():
                     setting()
@@ -382,15 +394,16 @@ class HessianOperator(LinearOperator):
 
         saved = (self.strategy, self.batched_strategy)
         peaks: dict[str, int] = {}
-        for name in singles:
+        for name in sorted(singles, key=lambda n: n != "graph"):  # graph reuse first: the others' yardstick
             self.strategy = name
             self._reset_peak()
-            t = timed(lambda: self._matvec(v), times=1)
+            budget = _HOPELESS * timings["graph"] if "graph" in timings else float("inf")
+            t = timed(lambda: self._matvec(v), times=1, budget=budget)
             if t is not None:
                 timings[name] = t
                 peaks[name] = self._peak()
         rounds({name: (lambda name=name: setattr(self, "strategy", name)) for name in timings},
-               lambda: self._matvec(v), timings)
+               lambda: self._matvec(v), timings, reference="graph")
         best_single = min(timings, key=timings.get) if timings else saved[0]
         if "graph" in timings and timings["graph"] <= _CLEARLY_FASTER * timings[best_single]:
             best_single = "graph"  # near-ties go to graph reuse: cheapest in principle, and timings are noisy
@@ -435,7 +448,7 @@ class HessianOperator(LinearOperator):
         for name in batched:
             self.batched_strategy = name
             before = self._reset_peak()
-            t = timed(lambda: self._matmat(V), times=1)
+            t = timed(lambda: self._matmat(V), times=1, budget=_HOPELESS * k * batched_timings["loop"])
             if t is not None and self._within(peaks.get(best_single, 0), before, self._peak(), memory_factor):
                 products[name] = t
             elif t is not None:
@@ -443,7 +456,7 @@ class HessianOperator(LinearOperator):
         if products:  # in rounds with k single products, the loop they must beat
             products["loop"] = k * batched_timings["loop"]
             setting = {name: (lambda name=name: setattr(self, "batched_strategy", name)) for name in products}
-            rounds(setting, lambda: self._matmat(V), products)
+            rounds(setting, lambda: self._matmat(V), products, reference="loop")
             batched_timings.update({name: t / k for name, t in products.items()})
         timings.update({f"batched:{n}": t for n, t in batched_timings.items()})
         fastest = min(batched_timings, key=batched_timings.get)

@@ -15,6 +15,7 @@ import cases
 from helpers import assert_close, assert_scalar_close
 from prunehess import HessianOperator, split_batch
 from prunehess.errors import NonDeterministicError
+from prunehess.operators import hessian as hessian_module
 from prunehess.operators.hessian import BATCHED_STRATEGIES
 from prunehess.operators.hvp import STRATEGIES
 
@@ -405,6 +406,7 @@ def test_tune_times_its_candidates_in_rounds(float64, monkeypatch):
     made graph reuse look 100x slower than forward-over-reverse that way)."""
     c = cases.build("mlp_tanh_ce")
     op = HessianOperator(c.model, c.data, c.loss_fn)
+    monkeypatch.setattr(hessian_module, "_HOPELESS", float("inf"))  # every candidate takes its turns
     seen_single, seen_batched = [], []
     matvec, matmat = HessianOperator._matvec, HessianOperator._matmat
     monkeypatch.setattr(HessianOperator, "_matvec", lambda self, v: seen_single.append(self.strategy) or matvec(self, v))
@@ -417,6 +419,58 @@ def test_tune_times_its_candidates_in_rounds(float64, monkeypatch):
     batched = ["vmap", "graph_batched"]
     assert seen_batched[:4] == [name for name in batched for _ in range(2)]
     assert seen_batched[4:10] == [*batched, "loop"] * 2  # the loop they must beat takes its turns too
+    check_products(op, c.expected, "after tune")
+
+
+class _FakeClock:
+    """``time`` for the operator module: each product advances it by its strategy's cost, nothing else does."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_tune_leaves_hopeless_candidates_out_of_its_rounds(float64, monkeypatch):
+    """A candidate whose first timing (or warm-up) is already twice the default's is not timed again: on ResNet-20
+    on a CPU, vmap over ten vectors costs ~40 s a product, most of tune()'s time."""
+    c = cases.build("mlp_tanh_ce")
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    clock = _FakeClock()
+    monkeypatch.setattr(hessian_module, "time", clock)
+    single_cost = {"graph": 1.0, "double_backward": 3.0, "forward_over_reverse": 1.5}
+    batched_cost = {"loop": 2.0, "vmap": 5.0, "graph_batched": 3.0}  # k = 2: the loop costs two products
+    seen_single, seen_batched, in_matmat = [], [], []
+    matvec, matmat = HessianOperator._matvec, HessianOperator._matmat
+
+    def fake_matvec(self, v):
+        if not in_matmat:
+            seen_single.append(self.strategy)
+            clock.now += single_cost[self.strategy]
+        return matvec(self, v)
+
+    def fake_matmat(self, V):
+        seen_batched.append(self.batched_strategy)
+        clock.now += batched_cost[self.batched_strategy]
+        in_matmat.append(True)
+        try:
+            return matmat(self, V)
+        finally:
+            in_matmat.pop()
+
+    monkeypatch.setattr(HessianOperator, "_matvec", fake_matvec)
+    monkeypatch.setattr(HessianOperator, "_matmat", fake_matmat)
+    timings = op.tune(k=2, repeats=3, candidates=["forward_over_reverse", "double_backward", "graph", "vmap",
+                                                   "graph_batched"])
+    # graph reuse first (the yardstick); double backward's warm-up already costs 3 > 2 × 1: not run again
+    assert seen_single == ["graph", "graph", "forward_over_reverse", "forward_over_reverse", "double_backward",
+                           *["graph", "forward_over_reverse"] * 2]
+    # vmap's warm-up costs 5 > 2 × 2 (the loop of k = 2 products): not run again; graph_batched takes its turns
+    assert seen_batched == ["vmap", "graph_batched", "graph_batched", *["graph_batched", "loop"] * 2]
+    assert timings["double_backward"] == 3.0 and timings["forward_over_reverse"] == 1.5
+    assert timings["batched:vmap"] == 2.5 and timings["batched:graph_batched"] == 1.5
+    assert op.strategy == "graph" and op.batched_strategy == "loop"
     check_products(op, c.expected, "after tune")
 
 

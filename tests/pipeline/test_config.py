@@ -95,6 +95,7 @@ def test_option_values_are_validated_in_one_line(kit, tmp_path, zipped):
     for args, needle in ((("--top-n", "0"), "top_n must be a positive integer"),
                          (("--hessian-batch-size", "-3"), "hessian_batch_size must be a positive integer"),
                          (("--max-ratio", "0"), "max_ratio must be positive"),
+                         (("--trace-min-probes", "0"), "trace_min_probes must be a positive integer"),
                          (("--max-unpacked-mb", "0"), "max_unpacked_mb must be a positive integer")):
         result = kit.invoke("extract", "--resume", zipped, "--output", tmp_path / "out", *args)
         kit.error_line(result, needle)
@@ -113,6 +114,7 @@ def test_trace_deflation_is_an_option_that_changes_the_numbers(kit, tmp_path, zi
     traces = lambda: {k: v for k, v in kit.text_files(out).items() if k.startswith("trace/")}  # noqa: E731
     deflated = traces()
     assert yaml.safe_load((out / "config.yaml").read_text())["trace_deflation"] is True
+    assert yaml.safe_load((out / "config.yaml").read_text())["trace_min_probes"] == 10
     plain = kit.extract(zipped, out, "--zipname", "tiny.zip", "--no-trace-deflation", model=model)
     assert "2 computed" in plain.output  # another numerics key
     assert traces() != deflated and set(traces()) == set(deflated)
