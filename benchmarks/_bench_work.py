@@ -277,18 +277,19 @@ def prunehess_traces(model: nn.Module, batches, device: torch.device, s: Setting
                      strategy: str, batched: str, method: str = "hutchinson", hutchpp_hvps: int = 99) -> list[dict]:
     """prunehess's trace once per seed: Hutchinson with PyHessian's rule, or Hutch++ with ``hutchpp_hvps``, or
     (``"deflated"``) Hutchinson with PyHessian's rule on the complement of the density run's Krylov space, as
-    ``H.summary()`` does: the density's run is made first, untimed (the full analysis makes it anyway)."""
+    ``H.summary()`` does: the density's run is made first, untimed (the full analysis makes it anyway);
+    ``"deflated-min10"``: the same, the rule checked from the tenth probe on (``extract``'s default)."""
     from prunehess.estimators import hutchinson_trace, slq_density
 
     H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
     H @ torch.zeros(H.size, device=device)  # build the reused graph outside the timings (PyHessian's is built too)
     out = []
     for seed in seeds:
-        if method == "deflated":
+        if method in ("deflated", "deflated-min10"):
             d = slq_density(H, n_runs=s.density_runs, n_steps=s.density_iter, seed=seed, deflation=True)
             t, r = _clock(device, lambda: hutchinson_trace(  # probes from seed + 1, as curvature_summary draws them
-                H, n_probes=s.trace_max_iter, tol=s.trace_tol, batch_size=probe_batch(batched), deflate=d.deflation,
-                seed=seed + 1))
+                H, n_probes=s.trace_max_iter, tol=s.trace_tol, min_probes=10 if method == "deflated-min10" else 1,
+                batch_size=probe_batch(batched), deflate=d.deflation, seed=seed + 1))
             del d
         elif method == "hutch++":
             t, r = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched), seed=seed))
