@@ -160,7 +160,7 @@ def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings,
         else:
             t, e = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,
                                                   batch_size=probe_batch(batched), seed=s.seed))
-        out.update(trace_s=t, trace_hvps=e.n_hvp)
+        out.update(trace_s=t, trace_hvps=e.n_hvp, trace_alone=e.estimate)
     if "density" in parts:
         t, d = _clock(device, lambda: H.density(n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed))
         out.update(density_s=t, density_hvps=d.n_hvp)

@@ -205,8 +205,8 @@ class Bench:
         H.release()
 
         # trace
-        sec.add("trace: PyH vs ph Hutchinson as extract runs it (PyH's rule from the 10th probe), seed 0", ph["trace_s"], pn["trace_s"], ph["trace_hvps"],
-                pn["trace_hvps"], rel(ph["trace"], tr_exact), rel(pn["trace"], tr_exact),
+        sec.add("trace: PyH vs ph Hutchinson (PyH's rule), seed 0", ph["trace_s"], pn["trace_s"], ph["trace_hvps"],
+                pn["trace_hvps"], rel(ph["trace"], tr_exact), rel(pn["trace_alone"], tr_exact),
                 note=f"probes batched {probe_batch(batched)} at a time ({batched})"
                      + ("; PyH stopped on a negative running mean" if ph.get("sign_stop") else ""))
         if self.seeds:

@@ -132,6 +132,8 @@ class ExtractConfig:
         ignore = {"output", "cuda", "device", "parallel", "extract", "download", "trust_checkpoints", "data_root",
                   "resume", "zipname", "strategy", "max_unpacked_mb", "max_ratio"}
         items = {k: v for k, v in self.to_dict().items() if k not in ignore}
+        if self.trace_method != "hutchinson" or self.trace_tol is None:
+            items.pop("trace_min_probes")  # only the stopping rule reads it: no reason to recompute other runs
         return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:16]
 
 

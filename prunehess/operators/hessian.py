@@ -336,9 +336,10 @@ class HessianOperator(LinearOperator):
         vectors. ``candidates`` limits the choice (names of strategies, ``"one_chunk"``, ``"cuda_graphs"``). Strategies that
         fail (unsupported operator, out of memory) are skipped, and a batched strategy is kept only if its peak
         memory stays within ``memory_factor`` times the chosen single strategy's (batched products hold ``k``
-        sets of activations; on a CPU the process's high-water mark is watched instead). Candidates are timed
-        in interleaved rounds; one whose first timing (or warm-up) is already twice the default's (graph reuse;
-        one product at a time) is not timed again. Returns the timings (also kept in :attr:`tuning`); rejected
+        sets of activations; on a CPU the process's high-water mark is watched instead), and one whose warm-up
+        already broke that rule is not timed. Candidates are timed in interleaved rounds; one whose first timing
+        after its warm-up is already twice the default's (graph reuse; one product at a time) is not timed
+        again. Returns the timings (also kept in :attr:`tuning`); rejected
         batched strategies appear as ``inf``.
         """
         from prunehess.operators.hvp import STRATEGIES
@@ -361,13 +362,13 @@ class HessianOperator(LinearOperator):
             self._sync()
             return time.perf_counter() - start
 
-        def timed(fn, times: int = repeats, budget: float = float("inf")) -> Optional[float]:
-            """Fastest of ``times`` timings after a warm-up; a warm-up already slower than ``budget`` is the
-            timing (a hopeless candidate is not run again)."""
+        def timed(fn, times: int = repeats, fits: Optional[Callable[[], bool]] = None) -> Optional[float]:
+            """Fastest of ``times`` timings after a warm-up; ``inf`` without timing when the warm-up already broke
+            the memory rule ``fits`` (the candidate is out whatever its speed)."""
             try:
-                warm = once(fn)  # warm-up (and, for "graph", building the first-order graph)
-                if warm > budget:
-                    return warm
+                fn()  # warm-up (and, for "graph", building the first-order graph)
+                if fits is not None and not fits():
+                    return float("inf")
                 return min(once(fn) for _ in range(times))  # the fastest repeat: robust to other load
             except (RuntimeError, NotImplementedError) as err:  # unsupported op or out of memory
                 if "out of memory" in str(err).lower() and torch.cuda.is_available():
@@ -378,7 +379,8 @@ class HessianOperator(LinearOperator):
                    reference: str) -> None:
             """``repeats − 1`` more timings of each candidate, one of each per round: a load that passes over the
             machine slows every candidate of its round alike instead of one candidate's every repeat. Candidates
-            already ``_HOPELESS`` times slower than ``reference`` (the default) are left out of the rounds."""
+            whose first (warm) timing is already ``_HOPELESS`` times the default's (``reference``) are left out of
+            the rounds."""
             if reference in best:
                 settings = {name: setting for name, setting in settings.items()
                             if name == reference or best[name] <= _HOPELESS * best[reference]}
@@ -394,11 +396,10 @@ class HessianOperator(LinearOperator):
 
         saved = (self.strategy, self.batched_strategy)
         peaks: dict[str, int] = {}
-        for name in sorted(singles, key=lambda n: n != "graph"):  # graph reuse first: the others' yardstick
+        for name in singles:
             self.strategy = name
             self._reset_peak()
-            budget = _HOPELESS * timings["graph"] if "graph" in timings else float("inf")
-            t = timed(lambda: self._matvec(v), times=1, budget=budget)
+            t = timed(lambda: self._matvec(v), times=1)
             if t is not None:
                 timings[name] = t
                 peaks[name] = self._peak()
@@ -448,8 +449,12 @@ class HessianOperator(LinearOperator):
         for name in batched:
             self.batched_strategy = name
             before = self._reset_peak()
-            t = timed(lambda: self._matmat(V), times=1, budget=_HOPELESS * k * batched_timings["loop"])
-            if t is not None and self._within(peaks.get(best_single, 0), before, self._peak(), memory_factor):
+
+            def fits(before: int = before) -> bool:
+                return self._within(peaks.get(best_single, 0), before, self._peak(), memory_factor)
+
+            t = timed(lambda: self._matmat(V), times=1, fits=fits)
+            if t is not None and t < float("inf") and fits():
                 products[name] = t
             elif t is not None:
                 batched_timings[name] = float("inf")

@@ -22,7 +22,10 @@ efficient derivative:
   first-order graph then keeps no BatchNorm activation and its derivative has no full-size operation: on
   ResNet-20 (200 samples, CPU) the graph held for products is half the size and a product ~10% faster. The
   unfolded output is computed before the BatchNorm is seen, so the forward pass runs one convolution more per
-  folded pair (once per first-order graph under the ``graph`` strategy);
+  folded pair (once per first-order graph under the ``graph`` strategy). Not folded: an output (or the
+  convolution's input, weight or bias) changed in place in between, a detached output, a convolution run in
+  another grad mode (a frozen stem under ``no_grad``), BatchNorm tensors of another dtype. A change made through
+  ``.data`` bypasses PyTorch's version counters and cannot be seen;
 - ReLU (out of place): its backward ``g ⊙ [y > 0]`` is recorded as a function of ``g`` alone. PyTorch's own
   derivative of that backward also returns a zero tensor for ``y`` (the step function's derivative), which is
   allocated, filled and added into the activation's gradient on every product.
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -129,7 +132,9 @@ class _EvalBatchNorm(torch.autograd.Function):
         shape = [1, -1] + [1] * (x.dim() - 2)
         ctx.save_for_backward(x, weight, running_mean, rinv)
         ctx.shape = shape
-        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
+        # in the parameters' precision, returned in the input's (as PyTorch's own, e.g. bfloat16 activations
+        # normalised by float32 statistics)
+        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape)).to(x.dtype)
 
     @staticmethod
     def backward(ctx, g: Tensor):
@@ -216,12 +221,35 @@ _RELUS = (F.relu, torch.relu, Tensor.relu)
 _CONVS = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3, F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
 
 
+def _versions(*tensors) -> tuple[int, ...]:
+    return tuple(t._version if isinstance(t, Tensor) else -1 for t in tensors)
+
+
+class _ConvRecord(NamedTuple):
+    """The latest replaced convolution, for a BatchNorm applied to its output next."""
+
+    output: weakref.ref  # the output tensor (weakly: the record must not keep it alive)
+    grad_fn: object  # the output's autograd node (None when recorded without a graph)
+    grad_enabled: bool  # the grad mode the convolution ran in
+    versions: tuple[int, ...]  # version counters of the output, input, weight and bias
+    arguments: tuple  # (input, weight, bias, stride, padding, dilation, groups)
+
+    def folds_into(self, bn_input: Tensor, *bn_tensors) -> bool:
+        """Whether ``bn_input`` is this convolution's output, unchanged since (no in-place change to it or to the
+        convolution's input, weight or bias; not detached; the same grad mode), and every BatchNorm tensor has
+        the convolution weight's dtype."""
+        x, w, b = self.arguments[:3]
+        return (self.output() is bn_input and bn_input.grad_fn is self.grad_fn
+                and torch.is_grad_enabled() == self.grad_enabled
+                and _versions(bn_input, x, w, b) == self.versions
+                and all(t is None or t.dtype == w.dtype for t in (b, *bn_tensors)))
+
+
 class _FastSecondOrder(TorchFunctionMode):
     def __init__(self, fold_batch_norm: bool = True):
         super().__init__()
         self.fold_batch_norm = fold_batch_norm
-        # the latest replaced convolution: (weak reference to its output, the output's version, its arguments)
-        self._last_conv: Optional[tuple[weakref.ref, int, tuple]] = None
+        self._last_conv: Optional[_ConvRecord] = None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -230,7 +258,8 @@ class _FastSecondOrder(TorchFunctionMode):
             if replaced is not None:
                 out, arguments = replaced
                 if self.fold_batch_norm:
-                    self._last_conv = (weakref.ref(out), out._version, arguments)
+                    self._last_conv = _ConvRecord(weakref.ref(out), out.grad_fn, torch.is_grad_enabled(),
+                                                  _versions(out, *arguments[:3]), arguments)
                 return out
         elif func is F.batch_norm:
             replaced = self._batch_norm(*args, **kwargs)
@@ -256,10 +285,10 @@ class _FastSecondOrder(TorchFunctionMode):
         if training or running_mean is None or running_var is None:
             return None  # batch statistics: PyTorch's own
         last = self._last_conv
-        if last is not None and last[0]() is input and input._version == last[1]:
+        if last is not None and last.folds_into(input, running_mean, running_var, weight, bias):
             # the untouched output of the convolution just replaced: recompute it with the BatchNorm folded in
             # (the unfolded output is left to the caller; nothing downstream of this BatchNorm records it)
-            x, w, b, stride, padding, dilation, groups = last[2]
+            x, w, b, stride, padding, dilation, groups = last.arguments
             return conv_batch_norm(x, w, b, running_mean, running_var, weight, bias, eps, stride, padding, dilation,
                                    groups)
         return batch_norm_affine(input, running_mean, running_var, weight, bias, eps)

@@ -433,8 +433,8 @@ class _FakeClock:
 
 
 def test_tune_leaves_hopeless_candidates_out_of_its_rounds(float64, monkeypatch):
-    """A candidate whose first timing (or warm-up) is already twice the default's is not timed again: on ResNet-20
-    on a CPU, vmap over ten vectors costs ~40 s a product, most of tune()'s time."""
+    """A candidate whose first timing (after its warm-up) is already twice the default's is left out of the
+    rounds: on ResNet-20 on a CPU, vmap over ten vectors costs ~35 s a product, most of tune()'s time."""
     c = cases.build("mlp_tanh_ce")
     op = HessianOperator(c.model, c.data, c.loss_fn)
     clock = _FakeClock()
@@ -463,15 +463,30 @@ def test_tune_leaves_hopeless_candidates_out_of_its_rounds(float64, monkeypatch)
     monkeypatch.setattr(HessianOperator, "_matmat", fake_matmat)
     timings = op.tune(k=2, repeats=3, candidates=["forward_over_reverse", "double_backward", "graph", "vmap",
                                                    "graph_batched"])
-    # graph reuse first (the yardstick); double backward's warm-up already costs 3 > 2 × 1: not run again
-    assert seen_single == ["graph", "graph", "forward_over_reverse", "forward_over_reverse", "double_backward",
-                           *["graph", "forward_over_reverse"] * 2]
-    # vmap's warm-up costs 5 > 2 × 2 (the loop of k = 2 products): not run again; graph_batched takes its turns
-    assert seen_batched == ["vmap", "graph_batched", "graph_batched", *["graph_batched", "loop"] * 2]
+    # each candidate: a warm-up and one timing; double backward's 3 > 2 × 1 (graph reuse's): no rounds for it
+    assert seen_single == [name for name in ("forward_over_reverse", "double_backward", "graph") for _ in range(2)] \
+        + ["forward_over_reverse", "graph"] * 2
+    # vmap's 5 > 2 × 2 (the loop of k = 2 products): no rounds for it; graph_batched takes its turns
+    assert seen_batched == ["vmap", "vmap", "graph_batched", "graph_batched", *["graph_batched", "loop"] * 2]
     assert timings["double_backward"] == 3.0 and timings["forward_over_reverse"] == 1.5
     assert timings["batched:vmap"] == 2.5 and timings["batched:graph_batched"] == 1.5
     assert op.strategy == "graph" and op.batched_strategy == "loop"
     check_products(op, c.expected, "after tune")
+
+
+def test_tune_does_not_time_a_batched_candidate_whose_warm_up_broke_the_memory_rule(float64, monkeypatch):
+    """vmap over ten vectors on ResNet-20 on a CPU: ~35 s a product, and out on memory anyway (it holds ten sets of
+    activations): its warm-up decides."""
+    c = cases.build("mlp_tanh_ce")
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    seen = []
+    matmat = HessianOperator._matmat
+    monkeypatch.setattr(HessianOperator, "_matmat", lambda self, V: seen.append(self.batched_strategy) or matmat(self, V))
+    monkeypatch.setattr(HessianOperator, "_within", lambda self, single, before, after, factor: False)
+    timings = op.tune(k=2, repeats=3, candidates=["graph", "vmap", "graph_batched"])
+    assert seen == ["vmap", "graph_batched"]  # one warm-up each, no timing, no rounds
+    assert timings["batched:vmap"] == timings["batched:graph_batched"] == float("inf")
+    assert op.batched_strategy == "loop"
 
 
 def test_tune_with_custom_forward_skips_torch_func(float64):

@@ -185,6 +185,87 @@ def test_batch_norm_folds_only_the_untouched_convolution_output():
                  name="tanh between")
 
 
+def test_batch_norm_is_not_folded_across_changed_inputs_or_a_cut_graph():
+    """Folding recomputes the convolution from its arguments: not when they changed in place since, when the output
+    was detached in place, or when the convolution ran without a graph (values and gradients as PyTorch's)."""
+    g = torch.Generator().manual_seed(11)
+    mean, var = torch.randn(3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64) + 0.5
+    gamma = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def fresh():
+        x = torch.randn(2, 2, 5, 5, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+        w = torch.randn(3, 2, 3, 3, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+        return x, w.requires_grad_()
+
+    cases = {}
+    with fast_second_order():
+        x, w = fresh()
+        y = F.conv2d(x, w)
+        x.mul_(2.0)  # the convolution's input changed after it ran
+        cases["input changed"] = (F.batch_norm(y, mean, var, gamma), (x / 2, w, False))
+        x, w = fresh()
+        y = F.conv2d(x, w)
+        with torch.no_grad():
+            w.mul_(3.0)  # its weight changed after it ran
+        cases["weight changed"] = (F.batch_norm(y, mean, var, gamma), (x, w / 3, False))
+        x, w = fresh()
+        y = F.conv2d(x, w).detach_()
+        cases["detached"] = (F.batch_norm(y, mean, var, gamma), (x, w, True))
+        x, w = fresh()
+        with torch.no_grad():  # a frozen stem
+            y = F.conv2d(x, w)
+        cases["no_grad"] = (F.batch_norm(y, mean, var, gamma), (x, w, True))
+    for name, (ours, (x, w, cut)) in cases.items():
+        theirs = F.batch_norm(F.conv2d(x, w.detach() if cut else w), mean, var, gamma)
+        assert type(ours.grad_fn).__name__ == "_EvalBatchNormBackward", name
+        assert_close(ours, theirs, rtol=1e-12, atol=1e-12, name=name)
+        if cut:  # the cut graph stays cut: the convolution's weight gets no gradient, γ its own
+            assert torch.autograd.grad(ours, w, torch.ones_like(ours), allow_unused=True)[0] is None, name
+            assert_close(torch.autograd.grad(ours, gamma, torch.ones_like(ours))[0],
+                         torch.autograd.grad(theirs, gamma, torch.ones_like(theirs))[0], rtol=1e-10, atol=1e-12,
+                         name=f"{name} gradient")
+
+
+class _FrozenStem(nn.Module):
+    """A stem convolution run under ``no_grad`` (frozen), then its BatchNorm and a trained head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.head = nn.Linear(3 * 4 * 4, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            y = self.stem(x)
+        return self.head(torch.tanh(self.bn(y)).flatten(1))
+
+
+def test_frozen_stem_keeps_its_zero_curvature():
+    model = _init(_FrozenStem(), seed=14)
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(6, 2, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (6,), generator=g)
+    expected = autograd_hessian(model, x, y, F.cross_entropy)  # the stem's rows and columns are zero
+    op = HessianOperator(model, [(x, y)], masks=None)
+    assert_close(operator_matrix(op), expected, rtol=RTOL, atol=ATOL, name="frozen stem")
+
+
+def test_batch_norm_in_another_dtype_is_not_folded_and_keeps_the_input_dtype():
+    g = torch.Generator().manual_seed(16)
+    f32 = dict(dtype=torch.float32)
+    x = torch.randn(2, 2, 5, 5, generator=g, **f32).to(torch.bfloat16)
+    w = torch.randn(3, 2, 3, 3, generator=g, **f32).to(torch.bfloat16).requires_grad_()
+    mean, var = torch.zeros(3, **f32), torch.ones(3, **f32) + torch.rand(3, generator=g, **f32)  # float32 statistics
+    gamma = torch.randn(3, generator=g, requires_grad=True, **f32)
+    with fast_second_order():
+        ours = F.batch_norm(F.conv2d(x, w), mean, var, gamma)
+    theirs = F.batch_norm(F.conv2d(x, w), mean, var, gamma)
+    assert type(ours.grad_fn).__name__ == "_EvalBatchNormBackward"
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    assert_close(ours.float(), theirs.float(), rtol=2e-2, atol=2e-2, name="bfloat16")
+
+
 class _SharedConvOutput(nn.Module):
     """A convolution whose output feeds both a BatchNorm (folded) and a second path (the unfolded output)."""
 

@@ -46,6 +46,17 @@ def test_yaml_supplies_options_and_the_command_line_wins(kit, tmp_path, zipped):
     assert (out / "top_eigenvalues_layer3" / "top_eigenvalues002_best.txt").is_file()
 
 
+def test_trace_min_probes_keys_only_the_runs_it_changes(tmp_path):
+    """The minimum number of probes is part of the numerics key only where the stopping rule reads it: a rerun
+    of a Hutch++ run, or of one with every probe (--trace-tol 0), keeps its finished checkpoints."""
+    def key(**options) -> str:
+        return ExtractConfig(resume=tmp_path, **options).numerics_key()
+
+    assert key(trace_min_probes=1) != key(trace_min_probes=10)
+    assert key(trace_method="hutch++", trace_min_probes=1) == key(trace_method="hutch++", trace_min_probes=10)
+    assert key(trace_tol=None, trace_min_probes=1) == key(trace_tol=None, trace_min_probes=10)
+
+
 def test_rerun_with_the_resolved_config_skips_everything(kit, tmp_path, zipped):
     """config.yaml written by a run is a valid --config: the rerun finds every checkpoint finished."""
     out = tmp_path / "out"
