@@ -236,7 +236,8 @@ class Bench:
         e_ph = (rel(ph["top"][0], ref_lm[0]), rel(ph["trace"], tr_exact))
         e_pn = (rel(pn["top"][0], ref_vals[0]), rel(pn["trace"], tr_exact))
         e_pp = (rel(pn_pp["top"][0], ref_vals[0]), rel(pn_pp["trace"], tr_exact))
-        sec.add("FULL ANALYSIS: top-1 + trace (PyH's rule from the 10th probe) + density", ph["total_s"], pn["total_s"], ph["hvps"], pn["hvps"],
+        sec.add("FULL ANALYSIS: top-1 + trace (PyH's rule from the 10th probe) + density", ph["total_s"], pn["total_s"],
+                ph["hvps"], pn["hvps"],
                 max(e_ph), max(e_pn), note=f"error: worst of top-1 ({_e(e_ph[0])}/{_e(e_pn[0])}) and trace "
                 f"({_e(e_ph[1])}/{_e(e_pn[1])}), seed 0; ph: H.summary() (trace: {pn['trace_method']}), top-1 "
                 + ("from the density's Lanczos run" if pn["top_from_density"] else "by its own Lanczos run")

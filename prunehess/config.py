@@ -72,8 +72,8 @@ class ExtractConfig:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
-        for name in ("mini_hessian_batch_size", "hessian_batch_size", "top_n", "trace_probes", "trace_min_probes", "slq_steps",
-                     "slq_runs", "max_iter", "depth", "max_unpacked_mb"):
+        for name in ("mini_hessian_batch_size", "hessian_batch_size", "top_n", "trace_probes", "trace_min_probes",
+                     "slq_steps", "slq_runs", "max_iter", "depth", "max_unpacked_mb"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.trace_method == "hutch++" and self.trace_probes < 3:

@@ -339,8 +339,7 @@ class HessianOperator(LinearOperator):
         sets of activations; on a CPU the process's high-water mark is watched instead), and one whose warm-up
         already broke that rule is not timed. Candidates are timed in interleaved rounds; one whose first timing
         after its warm-up is already twice the default's (graph reuse; one product at a time) is not timed
-        again. Returns the timings (also kept in :attr:`tuning`); rejected
-        batched strategies appear as ``inf``.
+        again. Returns the timings (also kept in :attr:`tuning`); rejected batched strategies appear as ``inf``.
         """
         from prunehess.operators.hvp import STRATEGIES
 

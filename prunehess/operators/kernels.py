@@ -31,7 +31,8 @@ efficient derivative:
   allocated, filled and added into the activation's gradient on every product.
 
 The first derivatives are PyTorch's own kernels (folding reorders a BatchNorm's arithmetic), so values and
-gradients are unchanged up to rounding; only how the second derivative is taken differs. Everything else passes through untouched.
+gradients are unchanged up to rounding; only how the second derivative is taken differs. Everything else passes
+through untouched.
 """
 from __future__ import annotations
 
@@ -162,8 +163,9 @@ def conv_batch_norm(x: Tensor, weight: Tensor, bias, running_mean: Tensor, runni
                     bn_bias=None, eps: float = 1e-5, stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """``batch_norm(conv(x, W, b))`` with fixed statistics, as one convolution with the per-channel scale folded in.
 
-    ``BN(conv(x, W) + b) = conv(x, W·s) + (b − μ)·s + β`` with ``s = γ/√(σ²+ε)``: the scale and shift act on the
-    parameters, so the first-order graph holds no BatchNorm activation and its derivatives are parameter-sized.
+    ``BN(conv(x, W) + b) = conv(x, W·s) + (b − μ)·s + β`` with ``s = γ/√(σ²+ε)``: the scale and shift act on
+    the parameters, so the first-order graph holds no BatchNorm activation and its derivatives are
+    parameter-sized.
     """
     s = torch.rsqrt(running_var + eps)
     if bn_weight is not None:

@@ -481,7 +481,8 @@ def test_tune_does_not_time_a_batched_candidate_whose_warm_up_broke_the_memory_r
     op = HessianOperator(c.model, c.data, c.loss_fn)
     seen = []
     matmat = HessianOperator._matmat
-    monkeypatch.setattr(HessianOperator, "_matmat", lambda self, V: seen.append(self.batched_strategy) or matmat(self, V))
+    monkeypatch.setattr(HessianOperator, "_matmat",
+                        lambda self, V: seen.append(self.batched_strategy) or matmat(self, V))
     monkeypatch.setattr(HessianOperator, "_within", lambda self, single, before, after, factor: False)
     timings = op.tune(k=2, repeats=3, candidates=["graph", "vmap", "graph_batched"])
     assert seen == ["vmap", "graph_batched"]  # one warm-up each, no timing, no rounds
