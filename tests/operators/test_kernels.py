@@ -5,6 +5,8 @@ for every convolution shape the replacement claims to handle; what it does not h
 """
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -226,31 +228,6 @@ def test_batch_norm_is_not_folded_across_changed_inputs_or_a_cut_graph():
                          name=f"{name} gradient")
 
 
-class _FrozenStem(nn.Module):
-    """A stem convolution run under ``no_grad`` (frozen), then its BatchNorm and a trained head."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Conv2d(2, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
-        self.head = nn.Linear(3 * 4 * 4, 3)
-
-    def forward(self, x):
-        with torch.no_grad():
-            y = self.stem(x)
-        return self.head(torch.tanh(self.bn(y)).flatten(1))
-
-
-def test_frozen_stem_keeps_its_zero_curvature():
-    model = _init(_FrozenStem(), seed=14)
-    g = torch.Generator().manual_seed(15)
-    x = torch.randn(6, 2, 4, 4, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 3, (6,), generator=g)
-    expected = autograd_hessian(model, x, y, F.cross_entropy)  # the stem's rows and columns are zero
-    op = HessianOperator(model, [(x, y)], masks=None)
-    assert_close(operator_matrix(op), expected, rtol=RTOL, atol=ATOL, name="frozen stem")
-
-
 def test_batch_norm_in_another_dtype_is_not_folded_and_keeps_the_input_dtype():
     g = torch.Generator().manual_seed(16)
     f32 = dict(dtype=torch.float32)
@@ -266,29 +243,35 @@ def test_batch_norm_in_another_dtype_is_not_folded_and_keeps_the_input_dtype():
     assert_close(ours.float(), theirs.float(), rtol=2e-2, atol=2e-2, name="bfloat16")
 
 
-class _SharedConvOutput(nn.Module):
-    """A convolution whose output feeds both a BatchNorm (folded) and a second path (the unfolded output)."""
+class _ConvBatchNorm(nn.Module):
+    """Convolution → BatchNorm → head, in one of two shapes the fold must respect: ``"shared"``, the convolution's
+    output also feeds a second path (the unfolded output stays in use); ``"frozen"``, the convolution runs under
+    ``no_grad`` (a frozen stem: its weights have zero curvature, and folding must not reconnect them)."""
 
-    def __init__(self):
+    def __init__(self, variant: str):
         super().__init__()
+        self.variant = variant
         self.conv = nn.Conv2d(2, 3, 3, padding=1)
         self.bn = nn.BatchNorm2d(3)
         self.head = nn.Linear(3 * 4 * 4, 3)
 
     def forward(self, x):
-        y = self.conv(x)
-        return self.head((torch.tanh(self.bn(y)) + 0.5 * y.sin()).flatten(1))
+        with torch.no_grad() if self.variant == "frozen" else contextlib.nullcontext():
+            y = self.conv(x)
+        h = torch.tanh(self.bn(y))
+        return self.head((h + 0.5 * y.sin() if self.variant == "shared" else h).flatten(1))
 
 
-def test_convolution_output_used_beside_its_batch_norm():
-    model = _init(_SharedConvOutput(), seed=9)
+@pytest.mark.parametrize("variant", ["shared", "frozen"])
+def test_convolution_then_batch_norm_hessian_equals_dense(variant):
+    model = _init(_ConvBatchNorm(variant), seed=9)
     g = torch.Generator().manual_seed(10)
     x = torch.randn(6, 2, 4, 4, generator=g, dtype=torch.float64)
     y = torch.randint(0, 3, (6,), generator=g)
-    expected = autograd_hessian(model, x, y, F.cross_entropy)
+    expected = autograd_hessian(model, x, y, F.cross_entropy)  # PyTorch's own kernels (frozen: zero stem block)
     for strategy in ("graph", "double_backward"):
         op = HessianOperator(model, [(x[:4], y[:4]), (x[4:], y[4:])], masks=None, strategy=strategy)
-        assert_close(operator_matrix(op), expected, rtol=RTOL, atol=ATOL, name=f"shared/{strategy}")
+        assert_close(operator_matrix(op), expected, rtol=RTOL, atol=ATOL, name=f"{variant}/{strategy}")
 
 
 def test_what_is_not_handled_passes_through():
