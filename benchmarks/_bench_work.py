@@ -113,7 +113,7 @@ def pyhessian_hvp(model: nn.Module, batches, device: torch.device, *, repeats: i
 
 # ----- prunehess -------------------------------------------------------------------------------------------------
 def operator(model, batches, *, strategy: str, batched: str, masks="auto", params=None, fast_second_order: bool = True):
-    """prunehess's operator; ``strategy`` may carry what ``tune()`` adds to graph reuse: ``"+one_chunk"`` (the
+    """prunehess's operator; ``strategy`` may carry what ``tune`` adds to graph reuse: ``"+one_chunk"`` (the
     mini-batches merged into one chunk) and ``"+cuda_graphs"`` (products replayed from CUDA graphs)."""
     from prunehess import HessianOperator
 
@@ -134,35 +134,40 @@ def probe_batch(batched: str) -> int:
 def prunehess_full(model: nn.Module, batches, device: torch.device, s: Settings, *, strategy: str, batched: str,
                    masks="auto", trace_method: str = "hutchinson", hutchpp_hvps: int = 0,
                    parts: Sequence[str] = ()) -> dict:
-    """Operator, then what the pipeline runs per checkpoint: ``H.summary()`` (SLQ density; top-1 from its Lanczos
-    run when converged to Lanczos's default tolerance 1e-4, else Lanczos; trace by PyHessian's rule or Hutch++).
+    """Operator, then what the pipeline runs per checkpoint: ``curvature_summary(H)`` (SLQ density; top-1 from its
+    Lanczos run when converged to Lanczos's default tolerance 1e-4, else Lanczos; trace by PyHessian's rule or
+    Hutch++).
 
     ``parts`` (``"top"``, ``"trace"``, ``"density"``) also times each estimator on its own, for the per-part rows.
     """
+    from prunehess.estimators import (DensityOptions, EigenOptions, TraceOptions, curvature_summary, hutchinson_trace,
+                                      hutchpp_trace, lanczos_top_eigen, slq_density)
+
     out: dict = {}
     t, H = _clock(device, lambda: operator(model, batches, strategy=strategy, batched=batched, masks=masks))
     total = t
     trace_probes = hutchpp_hvps if trace_method == "hutch++" else s.trace_max_iter
-    t, r = _clock(device, lambda: H.summary(k=1, tol=1e-4, trace_method=trace_method, trace_probes=trace_probes,
-                                            trace_tol=s.trace_tol, trace_batch_size=probe_batch(batched),
-                                            slq_runs=s.density_runs, slq_steps=s.density_iter, seed=s.seed))
+    options = dict(eigen=EigenOptions(k=1, tol=1e-4), trace=TraceOptions(method=trace_method, probes=trace_probes,
+                                                                          tol=s.trace_tol),
+                   density=DensityOptions(runs=s.density_runs, steps=s.density_iter))
+    t, r = _clock(device, lambda: curvature_summary(H, **options, trace_batch_size=probe_batch(batched), seed=s.seed))
     total += t
     out.update(summary_s=t, top=[float(x) for x in r.eigen.eigenvalues], top_from_density=r.eigen.n_hvp == 0,
                trace_method=r.trace.method,
                trace=r.trace.estimate, trace_stderr=r.trace.stderr, density_top=float(r.density.nodes.max()))
     if "top" in parts:
-        t, e = _clock(device, lambda: H.top_eigen(k=1, seed=s.seed))
+        t, e = _clock(device, lambda: lanczos_top_eigen(H, k=1, seed=s.seed))
         out.update(top_s=t, top_hvps=e.n_hvp, top_alone=[float(x) for x in e.eigenvalues])
     if "trace" in parts:
         if trace_method == "hutch++":
-            t, e = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched),
-                                                  seed=s.seed))
+            t, e = _clock(device, lambda: hutchpp_trace(H, n_hvp=hutchpp_hvps, batch_size=probe_batch(batched),
+                                                        seed=s.seed))
         else:
-            t, e = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,
-                                                  batch_size=probe_batch(batched), seed=s.seed))
+            t, e = _clock(device, lambda: hutchinson_trace(H, n_probes=s.trace_max_iter, tol=s.trace_tol,
+                                                           batch_size=probe_batch(batched), seed=s.seed))
         out.update(trace_s=t, trace_hvps=e.n_hvp, trace_alone=e.estimate)
     if "density" in parts:
-        t, d = _clock(device, lambda: H.density(n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed))
+        t, d = _clock(device, lambda: slq_density(H, n_runs=s.density_runs, n_steps=s.density_iter, seed=s.seed))
         out.update(density_s=t, density_hvps=d.n_hvp)
     out["hvps"] = r.n_hvp
     H.release()
@@ -186,7 +191,7 @@ def prunehess_hvp(model: nn.Module, batches, device: torch.device, *, strategy: 
     if strategy.endswith("+cuda_graphs"):
         build, _ = _clock(device, lambda: H @ v[:, 0])  # graph build and capture
     elif strategy.partition("+")[0] in ("graph", "graph_batched"):
-        build, _ = _clock(device, lambda: H._gradient.grads())
+        build, _ = _clock(device, lambda: H.engine.gradient.grads())
     out = _timed_hvp(fn, device, repeats, gradient)
     H.release()
     return {**out, "hvp_s": out["hvp_s"] / k, "build_s": build}
@@ -230,10 +235,12 @@ def pyhessian_layers(model, batches, device, s: Settings, names: Sequence[str]) 
 
 
 def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], *, strategy: str, batched: str) -> dict:
-    """One operator; per tensor what the pipeline runs with ``--compute-each-layer``: the block's ``summary()``
-    (SLQ; top-1 from its run when converged, else Lanczos; the trace exact when the run spans the block, else
-    the block's own Hutchinson probes with PyHessian's rule)."""
+    """One operator; per tensor what the pipeline runs with ``--compute-each-layer``: the block's
+    ``curvature_summary`` (SLQ; top-1 from its run when converged, else Lanczos; the trace exact when the run spans
+    the block, else the block's own Hutchinson probes with PyHessian's rule)."""
     import time
+
+    from prunehess.estimators import DensityOptions, EigenOptions, TraceOptions, curvature_summary
 
     sync(device)
     start = time.perf_counter()
@@ -242,9 +249,10 @@ def prunehess_layers(model, batches, device, s: Settings, names: Sequence[str], 
     per = {}
     trace_hvps = exact = 0
     for name, block in sub.layers().items():
-        r = block.summary(k=1, tol=1e-4, trace_probes=s.trace_max_iter, trace_tol=s.trace_tol,
-                          trace_batch_size=probe_batch(batched), slq_runs=s.density_runs, slq_steps=s.density_iter,
-                          seed=s.seed)
+        r = curvature_summary(block, eigen=EigenOptions(k=1, tol=1e-4),
+                              trace=TraceOptions(probes=s.trace_max_iter, tol=s.trace_tol),
+                              density=DensityOptions(runs=s.density_runs, steps=s.density_iter),
+                              trace_batch_size=probe_batch(batched), seed=s.seed)
         per[name] = {"top": [float(r.eigen.eigenvalues[0])], "trace": r.trace.estimate, "hvps": r.n_hvp}
         trace_hvps += r.trace.n_hvp
         exact += r.trace.method == "exact"
@@ -277,9 +285,9 @@ def prunehess_traces(model: nn.Module, batches, device: torch.device, s: Setting
                      strategy: str, batched: str, method: str = "hutchinson", hutchpp_hvps: int = 99) -> list[dict]:
     """prunehess's trace once per seed: Hutchinson with PyHessian's rule, or Hutch++ with ``hutchpp_hvps``, or
     (``"deflated"``) Hutchinson with PyHessian's rule on the complement of the density run's Krylov space, as
-    ``H.summary()`` does: the density's run is made first, untimed (the full analysis makes it anyway);
+    ``curvature_summary`` does: the density's run is made first, untimed (the full analysis makes it anyway);
     ``"deflated-min10"``: the same, the rule checked from the tenth probe on (``extract``'s default)."""
-    from prunehess.estimators import hutchinson_trace, slq_density
+    from prunehess.estimators import hutchinson_trace, hutchpp_trace, slq_density
 
     H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
     H @ torch.zeros(H.size, device=device)  # build the reused graph outside the timings (PyHessian's is built too)
@@ -292,10 +300,11 @@ def prunehess_traces(model: nn.Module, batches, device: torch.device, s: Setting
                 batch_size=probe_batch(batched), deflate=d.deflation, seed=seed + 1))
             del d
         elif method == "hutch++":
-            t, r = _clock(device, lambda: H.trace(method="hutch++", n_hvp=hutchpp_hvps, batch_size=probe_batch(batched), seed=seed))
+            t, r = _clock(device, lambda: hutchpp_trace(H, n_hvp=hutchpp_hvps, batch_size=probe_batch(batched),
+                                                        seed=seed))
         else:
-            t, r = _clock(device, lambda: H.trace(n_probes=s.trace_max_iter, tol=s.trace_tol,
-                                                  batch_size=probe_batch(batched), seed=seed))
+            t, r = _clock(device, lambda: hutchinson_trace(H, n_probes=s.trace_max_iter, tol=s.trace_tol,
+                                                           batch_size=probe_batch(batched), seed=seed))
         out.append({"s": t, "hvps": r.n_hvp, "trace": r.estimate})
     H.release()
     return out

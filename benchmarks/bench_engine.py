@@ -7,7 +7,7 @@ top-k eigenvalues (PyHessian's power iteration against prunehess's Lanczos and p
 (Hutchinson with PyHessian's stopping rule, and Hutch++); the SLQ density; a full per-checkpoint analysis
 (top-1 + trace + density with PyHessian's defaults); per-layer mode; and peak memory. Errors are relative to a
 high-accuracy reference: Lanczos with ``tol=1e-8`` for eigenvalues and the *exact* trace (see ``_bench_exact.py``).
-prunehess's strategies are those ``HessianOperator.tune()`` picks on the dense model (as the pipeline does on
+prunehess's strategies are those ``prunehess.operators.tune`` picks on the dense model (as the pipeline does on
 the first checkpoint).
 
 Run ``python benchmarks/bench_engine.py --help``; ``--quick`` is a smoke run of every code path (< 60 s).
@@ -40,6 +40,9 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 
 import torch  # noqa: E402
+
+from prunehess.estimators import lanczos_top_eigen, power_iteration  # noqa: E402
+from prunehess.operators import tune  # noqa: E402
 
 from _bench_exact import check_exact_trace, exact_diagonal, traces  # noqa: E402
 from _bench_measure import PeakMemory, run_worker, timed  # noqa: E402
@@ -183,7 +186,7 @@ class Bench:
         log(f"{w.key}: top-1 by prunehess power iteration")
         H = operator(model, batches, strategy=strategy, batched=batched, masks=None)
         H @ torch.zeros(H.size, device=dev)  # the reused graph is built once per operator; keep it out of the timings
-        t, r = timed(lambda: H.top_eigen(k=1, method="power", max_iter=s.power_max_iter, tol=s.power_tol, seed=s.seed), dev)
+        t, r = timed(lambda: power_iteration(H, k=1, max_iter=s.power_max_iter, tol=s.power_tol, seed=s.seed), dev)
         sec.add("top-1: PyH power vs ph power (same rule)", ph["top_s"], t, ph["top_hvps"], r.n_hvp,
                 rel(ph["top"][0], ref_lm[0]), rel(float(r.eigenvalues[0]), ref_lm[0]))
 
@@ -192,13 +195,13 @@ class Bench:
         phk = pyhessian_full(model, batches, dev, s, top_k=s.top_k, parts=("top",))
         ph_errk = rel_many(phk["top"], ref_lm, by_magnitude=True)
         sec.notes.append(f"top-{s.top_k} found by PyHessian's power iteration: " + ", ".join(f"{v:.6g}" for v in phk["top"]))
-        for label, kwargs in [
-            ("ph Lanczos (default tol 1e-4)", {}),
-            ("ph Lanczos (tol 1e-2)", {"tol": 1e-2}),
-            ("ph power (same rule)", {"method": "power", "max_iter": s.power_max_iter, "tol": s.power_tol}),
+        for label, estimator, kwargs in [
+            ("ph Lanczos (default tol 1e-4)", lanczos_top_eigen, {}),
+            ("ph Lanczos (tol 1e-2)", lanczos_top_eigen, {"tol": 1e-2}),
+            ("ph power (same rule)", power_iteration, {"max_iter": s.power_max_iter, "tol": s.power_tol}),
         ]:
-            t, r = timed(lambda: H.top_eigen(k=s.top_k, seed=s.seed, **kwargs), dev)
-            power = kwargs.get("method") == "power"
+            t, r = timed(lambda: estimator(H, k=s.top_k, seed=s.seed, **kwargs), dev)
+            power = estimator is power_iteration
             err = rel_many([float(x) for x in r.eigenvalues], ref_lm if power else ref_vals, by_magnitude=power)
             sec.add(f"top-{s.top_k}: PyH power vs {label}", phk["top_s"], t, phk["top_hvps"], r.n_hvp, ph_errk, err,
                     note="error: worst of the k" + (" (power: against the top-k by magnitude)" if power else ""))
@@ -239,7 +242,7 @@ class Bench:
         sec.add("FULL ANALYSIS: top-1 + trace (PyH's rule from the 10th probe) + density", ph["total_s"], pn["total_s"],
                 ph["hvps"], pn["hvps"],
                 max(e_ph), max(e_pn), note=f"error: worst of top-1 ({_e(e_ph[0])}/{_e(e_pn[0])}) and trace "
-                f"({_e(e_ph[1])}/{_e(e_pn[1])}), seed 0; ph: H.summary() (trace: {pn['trace_method']}), top-1 "
+                f"({_e(e_ph[1])}/{_e(e_pn[1])}), seed 0; ph: curvature_summary() (trace: {pn['trace_method']}), top-1 "
                 + ("from the density's Lanczos run" if pn["top_from_density"] else "by its own Lanczos run")
                 + f"; tune() not included ({t_tune:.1f} s once per run)")
         sec.add(f"FULL ANALYSIS: top-1 + trace (Hutch++ {self.args.hutchpp_hvps}) + density", ph["total_s"], pn_pp["total_s"],
@@ -303,7 +306,8 @@ class Bench:
         log(f"{w.key}: tune()")
         H = operator(w.model, w.batches, strategy="graph", batched="loop")
         kwargs = {"k": 2, "repeats": 1} if self.args.quick else {}
-        t_tune, timings = timed(lambda: H.tune(**kwargs), self.device)
+        t_tune, tuning = timed(lambda: tune(H, **kwargs), self.device)  # leaves H configured with its choice
+        timings = tuning.timings
         strategy = H.strategy + ("+one_chunk" if H.chunk_size else "") + ("+cuda_graphs" if H.cuda_graphs else "")
         batched = H.batched_strategy
         H.release()
@@ -323,8 +327,8 @@ class Bench:
         log(f"{w.key}: references (Lanczos tol={self.args.ref_tol:g}; exact diagonal)")
         H = operator(model, batches, strategy=self.strategy, batched=self.batched, masks=None)
         kw = dict(k=s.top_k, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
-        t_ref, ref = timed(lambda: H.top_eigen(which="LA", **kw), dev)
-        ref_lm = H.top_eigen(which="LM", **kw)
+        t_ref, ref = timed(lambda: lanczos_top_eigen(H, which="LA", **kw), dev)
+        ref_lm = lanczos_top_eigen(H, which="LM", **kw)
         la = [float(x) for x in ref.eigenvalues]
         lm = [float(x) for x in ref_lm.eigenvalues]
         t_exact, diag = timed(lambda: exact_diagonal(model, batches), dev)
@@ -361,8 +365,8 @@ class Bench:
         for n in names:
             block = H.restrict([n])
             kw = dict(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
-            top_ref[n] = (float(block.top_eigen(which="LA", **kw).eigenvalues[0]),
-                          float(block.top_eigen(which="LM", **kw).eigenvalues[0]))
+            top_ref[n] = (float(lanczos_top_eigen(block, which="LA", **kw).eigenvalues[0]),
+                          float(lanczos_top_eigen(block, which="LM", **kw).eigenvalues[0]))
         H.release()
         tr_blocks = traces(diag)[1]
         tr_ph = _median([rel(ph["per"][n]["trace"], tr_blocks[n]) for n in names])
@@ -372,7 +376,7 @@ class Bench:
         top_pn = _median([rel(pb["per"][n]["top"][0], top_ref[n][0]) for n in names])
         sec.add(f"PER-LAYER: top-1 + trace + density per tensor, {len(names)} tensors{subset}", ph["total_s"],
                 pb["total_s"], ph["hvps"], pb["hvps"], tr_ph, tr_pn,
-                note=f"error: median per-layer trace error (top-1: {_e(top_ph)}/{_e(top_pn)}); ph: summary() per block, "
+                note=f"error: median per-layer trace error (top-1: {_e(top_ph)}/{_e(top_pn)}); ph: curvature_summary() per block, "
                      f"{pb['exact_traces']} of {len(names)} traces exact (the block's SLQ run spans it), the others "
                      f"per-block probes by PyH's rule ({pb['trace_hvps']} HVPs)")
 
@@ -388,10 +392,10 @@ class Bench:
         refs = {}
         for masks in (None, "auto"):
             H = operator(model, batches, strategy=strategy, batched=batched, masks=masks)
-            r = H.top_eigen(k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
+            r = lanczos_top_eigen(H, k=1, tol=self.args.ref_tol, max_iter=self.args.ref_max_iter, seed=123)
             if masks is None:
-                lm = float(H.top_eigen(k=1, which="LM", tol=self.args.ref_tol, max_iter=self.args.ref_max_iter,
-                                       seed=123).eigenvalues[0])
+                lm = float(lanczos_top_eigen(H, k=1, which="LM", tol=self.args.ref_tol,
+                                             max_iter=self.args.ref_max_iter, seed=123).eigenvalues[0])
             H.release()
             refs[masks] = (float(r.eigenvalues[0]), traces(diag, None if masks is None else weight_masks)[0], H.size)
         log(f"{w.key}: full analysis, PyHessian (all parameters: its only behaviour)")

@@ -1,12 +1,19 @@
 """prunehess: Hessian curvature of iteratively pruned neural networks.
 
-The library layer: build a :class:`HessianOperator` for a model, a loss and a Hessian batch, and ask it for
-``top_eigen(k)``, ``trace()`` and ``density()``; or call the estimators on any linear operator.
+The library layer: build a :class:`HessianOperator` for a model, a loss and a Hessian batch (on the surviving
+weights of a pruned model), and give it to the estimators, pure functions of any linear operator:
+``lanczos_top_eigen(H, k=3)``, ``hutchinson_trace(H)``, ``slq_density(H)``, or ``curvature_summary(H)`` for all
+three sharing products.
 """
+from prunehess._version import __version__
 from prunehess.estimators import (
+    DensityOptions,
     DensityResult,
+    EigenOptions,
     EigenResult,
+    TraceOptions,
     TraceResult,
+    curvature_summary,
     gaussian_density,
     hutchinson_trace,
     hutchpp_trace,
@@ -25,7 +32,6 @@ from prunehess.operators import (
     split_batch,
 )
 
-__version__ = "0.1.0"
 
 __all__ = [
     # operators
@@ -42,9 +48,13 @@ __all__ = [
     "hutchinson_trace",
     "hutchpp_trace",
     "slq_density",
+    "curvature_summary",
     "gaussian_density",
     "wasserstein_distance",
-    # results
+    # options (as extract's command line names them) and results
+    "EigenOptions",
+    "TraceOptions",
+    "DensityOptions",
     "EigenResult",
     "TraceResult",
     "DensityResult",

@@ -148,3 +148,22 @@ def random_symmetric(n: int, eigenvalues: Tensor, seed: int) -> tuple[Tensor, Te
     lam = eigenvalues.to(torch.float64)
     A = (Q * lam.unsqueeze(0)) @ Q.T
     return (A + A.T) / 2, Q
+
+
+# ----- an operator's products against a dense matrix ------------------------------------------------------------
+def columns(op) -> Tensor:
+    """The matrix of ``op`` by single products ``op.matvec(e_i)`` (exercises ``strategy``, not the batched path)."""
+    eye = torch.eye(op.size, dtype=op.dtype)
+    return torch.stack([op.matvec(eye[:, i]) for i in range(op.size)], dim=1)
+
+
+def probes(n: int, k: int = 3, seed: int = 11) -> Tensor:
+    """``k`` Gaussian vectors of size ``n`` (float64, seeded)."""
+    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def check_products(op, expected: Tensor, name: str, k: int = 3, *, rtol: float = 1e-9, atol: float = 1e-12) -> None:
+    """Random single and batched products against ``expected`` (cheaper than a full dense build)."""
+    V = probes(op.size, k)
+    assert_close(op.matmat(V), expected @ V, rtol=rtol, atol=atol, name=f"{name} matmat")
+    assert_close(op.matvec(V[:, 0]), expected @ V[:, 0], rtol=rtol, atol=atol, name=f"{name} matvec")

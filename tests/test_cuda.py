@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from prunehess import HessianOperator, split_batch
+from prunehess.estimators import DensityOptions, EigenOptions, curvature_summary, lanczos_top_eigen
+from prunehess.operators import tune
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -36,7 +38,7 @@ def test_cuda_products_equal_cpu(strategy, batched):
     V = torch.randn(cpu.size, 5, dtype=torch.float64)
     torch.testing.assert_close(gpu.matmat(V.cuda()).cpu(), cpu.matmat(V), rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(gpu.matvec(V[:, 0].cuda()).cpu(), cpu.matvec(V[:, 0]), rtol=1e-9, atol=1e-12)
-    top_cpu, top_gpu = cpu.top_eigen(3, tol=1e-8), gpu.top_eigen(3, tol=1e-8)
+    top_cpu, top_gpu = lanczos_top_eigen(cpu, k=3, tol=1e-8), lanczos_top_eigen(gpu, k=3, tol=1e-8)
     torch.testing.assert_close(top_gpu.eigenvalues, top_cpu.eigenvalues, rtol=1e-7, atol=1e-10)
 
 
@@ -75,15 +77,42 @@ def test_cuda_graph_products_equal_eager_ones(masks):
         torch.testing.assert_close(blocks[name].matvec(v), eager_blocks[name].matvec(v), rtol=1e-10, atol=1e-12)
     captured.check_deterministic()  # releases the first-order graph: captures are dropped and redone
     torch.testing.assert_close(captured.matvec(V[:, 0]), eager.matvec(V[:, 0]), rtol=1e-10, atol=1e-12)
-    s_eager, s_captured = eager.summary(k=2, slq_steps=30), captured.summary(k=2, slq_steps=30)
+    options = dict(eigen=EigenOptions(k=2), density=DensityOptions(steps=30))
+    s_eager, s_captured = curvature_summary(eager, **options), curvature_summary(captured, **options)
     torch.testing.assert_close(s_captured.eigen.eigenvalues, s_eager.eigen.eigenvalues, rtol=1e-9, atol=1e-12)
+
+
+
+def test_engine_capture_lifecycle():
+    """One capture context per engine (the first-order graph moves to its stream), one capture per selection, and
+    the captured graphs released with the first-order graph (recorded again at the next product)."""
+    model, x, y = _case()
+    model = model.cuda()
+    op = HessianOperator(model, split_batch(x.cuda(), y.cuda(), 24), cuda_graphs=True)
+    engine = op.engine
+    assert engine.gradient.stream is None and engine.captured(op.names) is None
+    v = torch.randn(op.size, dtype=torch.float64, device="cuda")
+    first = op.matvec(v)
+    product = engine.captured(op.names)
+    assert product is not None and product.graph is not None and not product.failed
+    assert engine.gradient.stream is not None
+    assert op.restrict(op.names).engine is engine
+    op.release()
+    assert product.graph is None and engine.captured(op.names) is product
+    torch.testing.assert_close(op.matvec(v), first, rtol=1e-10, atol=1e-12)
+    assert product.graph is not None
+    engine.release_captures()
+    assert product.graph is None and engine.captured(op.names) is None
+    torch.testing.assert_close(op.matvec(v), first, rtol=1e-10, atol=1e-12)
 
 
 def test_tune_measures_cuda_graphs():
     model, x, y = _case()
     model = model.cuda()
     op = HessianOperator(model, split_batch(x.cuda(), y.cuda(), 24))
-    timings = op.tune(k=4, repeats=2)
+    t = tune(op, k=4, repeats=2)
+    timings = t.timings
+    assert (op.strategy, op.cuda_graphs, op.chunk_size) == (t.strategy, t.cuda_graphs, t.chunk_size)
     if op.strategy == "graph":
         assert "graph+cuda_graphs" in timings
         if op.cuda_graphs:  # kept only when clearly faster (and within the memory rule)
@@ -130,5 +159,5 @@ def test_a_product_that_cannot_be_captured_runs_eagerly():
         first = captured.matvec(v)
     torch.testing.assert_close(first, eager.matvec(v), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(captured.matvec(2 * v), eager.matvec(2 * v), rtol=1e-10, atol=1e-12)
-    timings = HessianOperator(model, [(x, y)]).tune(k=2, repeats=1)
-    assert "graph+cuda_graphs" not in timings
+    t = tune(HessianOperator(model, [(x, y)]), k=2, repeats=1)
+    assert "graph+cuda_graphs" not in t.timings and not t.cuda_graphs

@@ -46,9 +46,10 @@ def main(ctx: click.Context, debug: bool) -> None:
     """prunehess: Hessian curvature of iteratively pruned networks.
 
     \b
-    Typical use:
-      prunehess extract --resume runs/ --zipname mnist.zip --compute-each-layer
-      prunehess plot trace-best --path output --save-path figures
+    Typical use, in the folder holding the zip:
+      prunehess extract --zipname mnist.zip --compute-each-layer   # writes output/
+      prunehess plot trace-best                                    # writes output/figures/trace_best/
+      prunehess report                                             # writes output/report.html
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug

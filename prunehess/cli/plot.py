@@ -3,7 +3,7 @@
 Each subcommand takes the options of its function in :mod:`prunehess.plots` (underscore spellings accepted
 too) and writes the same files::
 
-    prunehess plot trace-best --path output --save-path figs
+    prunehess plot trace-best                      # reads output/, writes output/figures/trace_best/
     prunehess plot density-eigen --path output/density_eigen --save-path figs/SLQ --layers 6 --style scatter
 """
 from __future__ import annotations
@@ -40,11 +40,12 @@ class _LayersType(click.ParamType):
 def _options(default_layers: str) -> Callable:
     def decorate(function: Callable) -> Callable:
         options = [
-            click.option("--path", required=True, type=click.Path(path_type=Path),
-                         help="An extract output folder, or one of its metric folders (e.g. output/trace) as the "
-                              "seed took."),
-            click.option("--save-path", "--save_path", "save_path", required=True, type=click.Path(path_type=Path),
-                         help="Folder for the figures (whole_model/, layer<k>/ inside)."),
+            click.option("--path", default=Path("output"), show_default=True, type=click.Path(path_type=Path),
+                         help="An extract output folder (extract's default: output), or one of its metric folders "
+                              "(e.g. output/trace) as the seed took."),
+            click.option("--save-path", "--save_path", "save_path", default=None, type=click.Path(path_type=Path),
+                         help="Folder for the figures (whole_model/, layer<k>/ inside). Default: the output's "
+                              "figures/ folder (figures/<plot>/ for one plot)."),
             click.option("--layers", type=_LayersType(), default=default_layers, show_default=True,
                          help="How many per-layer folders to draw too (0 = whole model only), or 'all'."),
             click.option("--models", type=click.IntRange(min=2), default=None,
@@ -68,16 +69,16 @@ def _options(default_layers: str) -> Callable:
     return decorate
 
 
-def _with_run_names(kwargs: dict) -> dict:
-    """Fill the titles' model and dataset names the user left out from the output's ``config.yaml``."""
-    if not (kwargs["model_name"] and kwargs["dataset_name"]):
-        from prunehess.errors import DataError
-        from prunehess.plots._common import resolve_root, run_names
+def _completed(kwargs: dict, folder: str) -> dict:
+    """Fill what the user left out: the save path (the output's ``figures/<folder>``, where ``plot all`` puts the
+    same plot) and the titles' model and dataset names (from the output's ``config.yaml``)."""
+    from prunehess.plots._common import resolve_root, run_names
 
-        try:
-            model, dataset = run_names(resolve_root(kwargs["path"]))
-        except DataError:  # no such folder: the plot itself says so
-            model, dataset = "", ""
+    root = resolve_root(kwargs["path"])  # no such folder: one line saying so
+    if kwargs["save_path"] is None:
+        kwargs = {**kwargs, "save_path": root.figures_dir / folder if folder else root.figures_dir}
+    if not (kwargs["model_name"] and kwargs["dataset_name"]):
+        model, dataset = run_names(root)
         kwargs = {**kwargs, "model_name": kwargs["model_name"] or model,
                   "dataset_name": kwargs["dataset_name"] or dataset}
     return kwargs
@@ -93,31 +94,34 @@ def plot() -> None:
 
     \b
     Examples:
+      prunehess plot trace-best                      # output/ -> output/figures/trace_best/
+      prunehess plot all                             # every plot, under output/figures/
       prunehess plot top-eigenvalues --path output/top_eigenvalues --save-path figs/top --layers 6
-      prunehess plot trace-best --path output --save-path figs/trace_best
-      prunehess plot all --path output --save-path figs
     """
 
 
-def _seed_command(name: str, function_name: str, doc: str) -> None:
+def _seed_command(name: str, function_name: str, folder: str, doc: str) -> None:
     @plot.command(name, help=doc)
     @_options("0")
     def command(**kwargs) -> None:
         import prunehess.plots as plots
 
-        written = getattr(plots, function_name)(**_with_run_names(kwargs))
+        kwargs = _completed(kwargs, folder)
+        written = getattr(plots, function_name)(**kwargs)
         _report(written, kwargs["save_path"])
 
     command.__name__ = function_name
 
 
-_seed_command("top-eigenvalues", "plot_top_eigenvalues",
+_seed_command("top-eigenvalues", "plot_top_eigenvalues", "top_eigenvalues",
               "Top eigenvalue against epoch, one figure per pruning iteration (model<i>.jpg).")
-_seed_command("trace", "plot_trace", "Hessian trace against epoch, one figure per pruning iteration (model<i>.jpg).")
-_seed_command("top-eigenvalues-best", "plot_top_eigenvalues_best",
+_seed_command("trace", "plot_trace", "trace",
+              "Hessian trace (± 2 standard errors) against epoch, one figure per pruning iteration (model<i>.jpg).")
+_seed_command("top-eigenvalues-best", "plot_top_eigenvalues_best", "top_eigenvalues_best",
               "Top eigenvalue of each iteration's best checkpoint against the percent remaining (best_model.jpg).")
-_seed_command("trace-best", "plot_trace_best",
-              "Trace of each iteration's best checkpoint against the percent remaining (best_model.jpg).")
+_seed_command("trace-best", "plot_trace_best", "trace_best",
+              "Trace (± 2 standard errors) of each iteration's best checkpoint against the percent remaining "
+              "(best_model.jpg).")
 
 
 @plot.command("density-eigen")
@@ -128,7 +132,8 @@ def density_eigen(style: str, **kwargs) -> None:
     """SLQ spectrum against epoch, one figure per pruning iteration (model<i>.jpg)."""
     from prunehess.plots import plot_density_eigen
 
-    _report(plot_density_eigen(**_with_run_names(kwargs), style=style), kwargs["save_path"])
+    kwargs = _completed(kwargs, "SLQ")
+    _report(plot_density_eigen(**kwargs, style=style), kwargs["save_path"])
 
 
 @plot.command("layer-match")
@@ -137,7 +142,8 @@ def layer_match(**kwargs) -> None:
     """Wasserstein-1 distance of each layer's spectrum to the whole model's (model<i>.jpg, best_model.jpg)."""
     from prunehess.plots import plot_layer_match
 
-    _report(plot_layer_match(**_with_run_names(kwargs)), kwargs["save_path"])
+    kwargs = _completed(kwargs, "layer_match")
+    _report(plot_layer_match(**kwargs), kwargs["save_path"])
 
 
 @plot.command("all")
@@ -146,4 +152,5 @@ def plot_all(**kwargs) -> None:
     """Every plot, in top_eigenvalues/, trace/, SLQ/, top_eigenvalues_best/, trace_best/, layer_match/."""
     from prunehess.plots import plot_all as run
 
-    _report(run(**_with_run_names(kwargs)), kwargs["save_path"])
+    kwargs = _completed(kwargs, "")
+    _report(run(**kwargs), kwargs["save_path"])

@@ -11,7 +11,7 @@ __all__ = ["report"]
 
 
 @main.command()
-@click.argument("output", type=click.Path(path_type=Path))
+@click.argument("output", type=click.Path(path_type=Path), default=Path("output"), required=False)
 @click.option("-o", "--out", "dest", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The HTML file to write. Default: OUTPUT/report.html.")
 @click.option("--model-name", "--model_name", "model_name", default="",
@@ -29,7 +29,7 @@ def report(output: Path, dest: Path | None, model_name: str, dataset_name: str, 
 
     \b
     Example:
-      prunehess report output            # writes output/report.html
+      prunehess report                   # extract's default output folder: writes output/report.html
       prunehess report output -o run3.html --model-name fc1 --dataset-name mnist
     """
     from prunehess.plots.report import write_report

@@ -11,40 +11,14 @@ from typing import Any, Optional
 
 import click
 
+from prunehess.cli._options import config_file_option
 from prunehess.cli._root import main
-from prunehess.config import load_yaml_config
-from prunehess.errors import ConfigError
+from prunehess.devices import resolve_device
 from prunehess.training.config import ABSA_REFERENCES, BATCH_SCHEDULES, OPTIMIZERS, PRUNE_TYPES, TrainConfig
 
 __all__ = ["train"]
 
 _DEFAULTS = TrainConfig(dataset="-", model="-", output=Path("-"))
-
-
-def _load_config_file(ctx: click.Context, param: click.Parameter, value: Optional[Path]) -> None:
-    """Feed a YAML file of option names (``-`` or ``_``) to click's ``default_map``: the command line wins."""
-    if value is None:
-        return
-    values = load_yaml_config(Path(value))
-    known = {p.name for p in ctx.command.params if p.name and p.name != "config"}
-    defaults: dict[str, Any] = {}
-    for name, item in values.items():
-        if name not in known:
-            raise ConfigError(f"{value}: unknown option {name!r}")
-        defaults[name] = item
-    ctx.default_map = {**(ctx.default_map or {}), **defaults}
-
-
-def _resolve_device(device: Optional[str], cuda: Optional[bool]) -> str:
-    if device:
-        if cuda is False and device.startswith("cuda"):
-            raise ConfigError(f"--device {device} contradicts --no-cuda")
-        return device
-    if cuda is None:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if cuda else "cpu"
 
 
 class _Progress:
@@ -80,9 +54,7 @@ _ABSA_HELP = (
 
 
 @main.command("train")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True,
-              expose_value=False, callback=_load_config_file,
-              help="YAML file of option names and values; options given on the command line win.")
+@config_file_option("train.yaml")
 @click.option("--dataset", required=True, help="Dataset name (e.g. digits, mnist, cifar10).")
 @click.option("--model", required=True, help="Model name (fc1, lenet5, resnet20, resnet18, vgg11_bn).")
 @click.option("--output", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -170,7 +142,7 @@ def train(**options: Any) -> None:
     options["zip_name"] = options.pop("zipname")
     config = TrainConfig(
         **options,
-        device=_resolve_device(device, cuda),
+        device=str(resolve_device(device, cuda)),
         model_kwargs={k: v for k, v in model_kwargs.items() if v is not None},
     )
     progress = _Progress(config.prune_iterations * config.epochs, f"train {config.model} on {config.dataset}",

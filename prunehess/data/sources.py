@@ -1,8 +1,9 @@
 """Reading each dataset's train or test split from disk (torchvision formats) or from scikit-learn (digits).
 
 Where torchvision looks under ``root``: ``MNIST/raw/``, ``FashionMNIST/raw/`` (uncompressed IDX files),
-``cifar-10-batches-py/`` (python pickles), ``train_32x32.mat`` / ``test_32x32.mat`` (SVHN). Nothing is downloaded
-unless ``download=True``. Images are kept as ``uint8``; see :class:`~prunehess.data.images.ImageDataset`.
+``cifar-10-batches-py/`` (python pickles), ``train_32x32.mat`` / ``test_32x32.mat`` (SVHN). With ``download=True``
+(``extract``'s default) torchvision fetches a missing dataset into ``root``, with a progress bar; nothing is fetched
+otherwise. Images are kept as ``uint8``; see :class:`~prunehess.data.images.ImageDataset`.
 """
 from __future__ import annotations
 
@@ -70,10 +71,11 @@ def _torchvision_arrays(name: str, root: Path, split: Split, download: bool) -> 
     except Exception as err:  # torchvision raises RuntimeError, parse errors, or network errors on download
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            how = "pass --download to fetch it" if not download else f"download failed ({_one_line(err)})"
+            how = ("downloading is off (--no-download): drop it to fetch the files" if not download
+                   else f"the download failed ({_one_line(err)}): connect to the internet and rerun")
             raise DataError(
                 f"{where}: {name} {split} split not found (missing {', '.join(missing)}); {how}, "
-                f"or --data-root DIR for a folder that already holds it"
+                f"or pass --data-root DIR for a folder that already holds it"
             ) from err
         raise DataError(f"{where}: cannot read {name} {split} split: {_one_line(err)}") from err
     if name in ("mnist", "fashionmnist"):

@@ -1,9 +1,10 @@
 """Estimators: pure functions of a linear operator (or a square tensor) returning small result objects."""
-from prunehess.estimators.hutchinson import hutchinson_trace, hutchpp_trace
-from prunehess.estimators.lanczos import lanczos_top_eigen, lanczos_tridiagonal
+from prunehess.estimators.hutchinson import TraceOptions, hutchinson_trace, hutchpp_trace
+from prunehess.estimators.lanczos import EigenOptions, lanczos_top_eigen, lanczos_tridiagonal
 from prunehess.estimators.power import power_iteration
 from prunehess.estimators.results import DensityResult, EigenResult, TraceResult
-from prunehess.estimators.slq import gaussian_density, slq_density
+from prunehess.estimators.broadening import gaussian_density
+from prunehess.estimators.slq import DensityOptions, slq_density
 from prunehess.estimators.summary import CurvatureSummary, curvature_summary
 from prunehess.estimators.wasserstein import wasserstein_distance
 
@@ -21,6 +22,10 @@ __all__ = [
     "wasserstein_distance",
     # all three, sharing products
     "curvature_summary",
+    # options of the analyses
+    "EigenOptions",
+    "TraceOptions",
+    "DensityOptions",
     # results
     "EigenResult",
     "TraceResult",

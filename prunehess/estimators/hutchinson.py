@@ -19,6 +19,7 @@ remainder ``(I − QQᵀ) A (I − QQᵀ)``. For matrices with decaying spectra 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Mapping, Optional, Union
 
 import torch
@@ -26,9 +27,48 @@ from torch import Tensor
 
 from prunehess.estimators.results import Deflation, TraceResult
 from prunehess.estimators.sampling import make_generator, rademacher
+from prunehess.errors import ConfigError
 from prunehess.operators.base import LinearOperator, as_operator
+from prunehess.options import check, option
 
-__all__ = ["hutchinson_trace", "hutchpp_trace"]
+__all__ = ["TraceOptions", "hutchinson_trace", "hutchpp_trace"]
+
+TRACE_METHODS = ("hutchinson", "hutch++")
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """How the trace is estimated: :func:`hutchinson_trace` (PyHessian's stopping rule, from ``min_probes``
+    probes on; deflated by the density run's Krylov space with ``deflation``) or :func:`hutchpp_trace` with
+    ``probes`` products."""
+
+    method: str = option("hutchinson", key="trace_method", choices=TRACE_METHODS,
+                         help="Hutchinson or Hutch++ (fewer HVPs for the same error); a layer no larger than "
+                              "--slq-steps gets its exact trace from its SLQ run instead.")
+    probes: int = option(100, key="trace_probes", minimum=1, help="Most Hutchinson probes (Hutch++: HVP budget).")
+    tol: Optional[float] = option(1e-3, key="trace_tol", zero_is_none=True,
+                                  help="PyHessian's stopping rule for Hutchinson (relative change of the mean); "
+                                       "0 uses every probe.")
+    min_probes: int = option(10, key="trace_min_probes", minimum=1,
+                             help="The stopping rule stops no sooner than this many probes (1: PyHessian's rule "
+                                  "exactly, which can stop after two probes with a standard error far too small).")
+    deflation: bool = option(True, key="trace_deflation", off=("--no-trace-deflation",),
+                             help="Hutchinson counts the trace in the density run's Krylov space exactly and probes "
+                                  "only the rest: fewer probes, a closer trace. --no-trace-deflation: PyHessian's "
+                                  "plain Hutchinson.")
+
+    def __post_init__(self) -> None:
+        check(self)
+        if self.method == "hutch++" and self.probes < 3:
+            raise ConfigError("trace_probes must be at least 3 for hutch++")
+
+    def numerics_items(self) -> dict:
+        """The options that change this trace's numbers: ``trace_min_probes`` only where a stopping rule reads it."""
+        items = {"trace_method": self.method, "trace_probes": self.probes, "trace_tol": self.tol,
+                 "trace_min_probes": self.min_probes, "trace_deflation": self.deflation}
+        if self.method != "hutchinson" or self.tol is None:
+            items.pop("trace_min_probes")
+        return items
 
 
 def _stderr(samples: Tensor) -> float:

@@ -21,8 +21,29 @@ from torch import Tensor
 from prunehess.estimators.results import EigenResult
 from prunehess.estimators.sampling import gaussian, make_generator
 from prunehess.operators.base import LinearOperator, as_operator
+from prunehess.options import check, option
 
-__all__ = ["Tridiagonal", "lanczos_tridiagonal", "lanczos_top_eigen", "tridiagonal_matrix"]
+__all__ = ["EigenOptions", "Tridiagonal", "lanczos_tridiagonal", "lanczos_top_eigen", "tridiagonal_matrix"]
+
+EIGEN_METHODS = ("lanczos", "power")
+
+
+@dataclass(frozen=True)
+class EigenOptions:
+    """How the top eigenvalues are computed: Lanczos (this module; read from the density's Lanczos run when its
+    Ritz values meet ``tol``) or PyHessian's power iteration (:mod:`~prunehess.estimators.power`)."""
+
+    k: int = option(1, key="top_n", aliases=("--top_n",), minimum=1, help="How many top eigenvalues.")
+    method: str = option("lanczos", choices=EIGEN_METHODS,
+                         help="Top eigenvalues by Lanczos (read from the density's Lanczos run when converged), or by "
+                              "PyHessian's power iteration.")
+    tol: float = option(1e-3, positive=True,
+                        help="Eigenvalue tolerance: Lanczos residual ≤ tol·|λ|; power: relative change < tol "
+                             "(PyHessian).")
+    max_iter: int = option(100, minimum=1, help="Most Lanczos steps / power iterations.")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor
 
+from prunehess.estimators.broadening import gaussian_density
+
 __all__ = ["EigenResult", "TraceResult", "DensityResult", "Deflation"]
 
 
@@ -104,8 +106,6 @@ class DensityResult:
 
     def broadened(self, *, num_points: int = 10_000, sigma_squared: Optional[float] = None):
         """PyHessian's Gaussian-broadened density on a grid: see :func:`prunehess.estimators.gaussian_density`."""
-        from prunehess.estimators.slq import gaussian_density
-
         return gaussian_density(self.nodes, self.weights, num_points=num_points, sigma_squared=sigma_squared)
 
     def flat(self) -> tuple[Tensor, Tensor]:

@@ -9,6 +9,7 @@ independent runs reduces the variance. The runs advance in lockstep through batc
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import torch
@@ -18,8 +19,21 @@ from prunehess.estimators.lanczos import lanczos_tridiagonal, tridiagonal_matrix
 from prunehess.estimators.results import Deflation, DensityResult
 from prunehess.estimators.sampling import make_generator, rademacher
 from prunehess.operators.base import LinearOperator, as_operator
+from prunehess.options import check, option
 
-__all__ = ["slq_density", "gaussian_density"]
+__all__ = ["DensityOptions", "slq_density"]
+
+
+@dataclass(frozen=True)
+class DensityOptions:
+    """The SLQ density's size: ``runs`` start vectors of ``steps`` Lanczos steps each (PyHessian's ``n_v``,
+    ``iter``)."""
+
+    steps: int = option(100, key="slq_steps", minimum=1, help="Lanczos steps per SLQ run (nodes per density file).")
+    runs: int = option(1, key="slq_runs", minimum=1, help="SLQ runs (columns per density file).")
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 def slq_density(
@@ -90,47 +104,3 @@ def slq_density(
         first = Deflation(basis=tri[0].bases[0], trace=float(alphas[0].double().sum()), seed=seed)
     return DensityResult(nodes=nodes, weights=weights, n_hvp=sum(t.n_hvp for t in tri), dim=op.size,
                          residuals=residuals, lengths=lengths, deflation=first)
-
-
-def gaussian_density(
-    nodes: Tensor,
-    weights: Tensor,
-    *,
-    num_points: int = 10_000,
-    sigma_squared: Optional[float] = None,
-    grid: Optional[Tensor] = None,
-) -> tuple[Tensor, Tensor]:
-    """PyHessian's broadened density: ``Σ_j w_j N(x; θ_j, σ²)`` averaged over runs, normalised so that its
-    Riemann sum on the uniform grid is 1.
-
-    The grid spans ``[min θ − 0.01, max θ + 0.01]`` (extremes averaged over runs) with ``num_points`` points,
-    and ``σ² = 1e-5 · max(1, λ_max − λ_min)`` unless given.
-
-    Returns:
-        ``(grid, density)`` as float64 tensors.
-    """
-    nodes = torch.as_tensor(nodes, dtype=torch.float64)
-    weights = torch.as_tensor(weights, dtype=torch.float64)
-    if nodes.dim() == 1:
-        nodes, weights = nodes.unsqueeze(0), weights.unsqueeze(0)
-    lam_max = float(nodes.max(dim=1).values.mean()) + 0.01
-    lam_min = float(nodes.min(dim=1).values.mean()) - 0.01
-    if grid is None:
-        grid = torch.linspace(lam_min, lam_max, num_points, dtype=torch.float64)
-    else:
-        grid = torch.as_tensor(grid, dtype=torch.float64)
-    if sigma_squared is None:
-        sigma_squared = 1e-5 * max(1.0, lam_max - lam_min)
-    density = torch.zeros_like(grid)
-    for r in range(nodes.shape[0]):
-        for start in range(0, nodes.shape[1], 64):
-            th = nodes[r, start : start + 64].unsqueeze(1)
-            w = weights[r, start : start + 64].unsqueeze(1)
-            gauss = torch.exp(-((grid.unsqueeze(0) - th) ** 2) / (2 * sigma_squared)) / math.sqrt(2 * math.pi * sigma_squared)
-            density += (w * gauss).sum(dim=0)
-    density /= nodes.shape[0]
-    if grid.numel() > 1:
-        area = float(density.sum() * (grid[1] - grid[0]))  # PyHessian's normalisation (a Riemann sum)
-        if area > 0:
-            density = density / area
-    return grid, density

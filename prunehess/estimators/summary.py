@@ -8,24 +8,26 @@ eigenvalues: after ``m`` steps its largest Ritz values ``θ`` come with residual
 dimensions than the run has steps (a small layer: a bias, BatchNorm's scales), the run spans the whole space:
 its nodes are the exact eigenvalues, so the top-k are exact and the trace is their sum, again without a product.
 
-:func:`curvature_summary` computes the density first, then only what it did not already give.
+:func:`curvature_summary` computes the density first, then only what it did not already give: the steps are
+:func:`trace_after_density` and :func:`top_eigen_after_density`, which ``extract``'s analyses call one by one.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, Mapping, Optional, Union
+from typing import Mapping, Optional, Union
 
 import torch
 from torch import Tensor
 
-from prunehess.estimators.hutchinson import hutchinson_trace, hutchpp_trace
-from prunehess.estimators.lanczos import lanczos_top_eigen
+from prunehess.estimators.hutchinson import TraceOptions, hutchinson_trace, hutchpp_trace
+from prunehess.estimators.lanczos import EigenOptions, lanczos_top_eigen
 from prunehess.estimators.power import power_iteration
 from prunehess.estimators.results import DensityResult, EigenResult, TraceResult
-from prunehess.estimators.slq import slq_density
+from prunehess.estimators.slq import DensityOptions, slq_density
 from prunehess.operators.base import LinearOperator, as_operator
 
-__all__ = ["CurvatureSummary", "curvature_summary", "top_eigen_from_density", "exact_trace_from_density"]
+__all__ = ["CurvatureSummary", "curvature_summary", "top_eigen_from_density", "exact_trace_from_density",
+           "trace_after_density", "top_eigen_after_density", "wants_deflation"]
 
 
 @dataclass(frozen=True)
@@ -71,65 +73,74 @@ def exact_trace_from_density(density: DensityResult, run: int = 0) -> Optional[T
     return TraceResult(float(nodes.sum()), 0.0, 0, nodes.clone(), "exact")
 
 
+def wants_deflation(trace: TraceOptions, blocks: Optional[Mapping[str, slice]] = None) -> bool:
+    """Whether the trace will be deflated by the density run's Krylov space (so the density must keep it)."""
+    return bool(trace.deflation) and trace.method == "hutchinson" and blocks is None
+
+
+def trace_after_density(A: Union[LinearOperator, Tensor], density: DensityResult, options: TraceOptions, *,
+                        seed: int, batch_size: int = 1, blocks: Optional[Mapping[str, slice]] = None) -> TraceResult:
+    """The trace, given the density of ``A`` computed with ``seed``: exact when its first run spans the space
+    (no products), else Hutchinson (deflated by ``density.deflation`` when it holds one, with probes from
+    ``seed + 1``, independent of the run's start vector; per-block estimates with ``blocks``) or Hutch++."""
+    op = as_operator(A)
+    trace = exact_trace_from_density(density) if blocks is None else None
+    if trace is not None:
+        return trace
+    if options.method == "hutchinson":
+        return hutchinson_trace(op, n_probes=options.probes, tol=options.tol, min_probes=options.min_probes,
+                                batch_size=batch_size, blocks=blocks, deflate=density.deflation,
+                                seed=seed if density.deflation is None else seed + 1)
+    return hutchpp_trace(op, n_hvp=options.probes, batch_size=batch_size, seed=seed)
+
+
+def top_eigen_after_density(A: Union[LinearOperator, Tensor], density: DensityResult, options: EigenOptions, *,
+                            seed: int) -> EigenResult:
+    """The top ``options.k`` eigenvalues (at most the size of ``A``), given its density: Lanczos reads them from
+    the density's first run when they meet ``options.tol`` (no products), else runs
+    :func:`~prunehess.estimators.lanczos_top_eigen`; ``method="power"`` always runs power iteration (PyHessian's
+    semantics)."""
+    op = as_operator(A)
+    k = min(options.k, op.size)
+    if options.method == "power":
+        return power_iteration(op, k=k, tol=options.tol, max_iter=options.max_iter, seed=seed)
+    eigen = top_eigen_from_density(density, k, tol=options.tol)
+    if eigen is None:
+        eigen = lanczos_top_eigen(op, k=k, tol=options.tol, max_iter=max(options.max_iter, 2 * k), seed=seed)
+    return eigen
+
+
 def curvature_summary(
     A: Union[LinearOperator, Tensor],
     *,
-    k: int = 1,
-    method: Literal["lanczos", "power"] = "lanczos",
-    tol: float = 1e-3,
-    max_iter: int = 100,
-    trace_method: Literal["hutchinson", "hutch++"] = "hutchinson",
-    trace_probes: int = 100,
-    trace_tol: Optional[float] = 1e-3,
-    trace_min_probes: int = 10,
+    eigen: EigenOptions = EigenOptions(),
+    trace: TraceOptions = TraceOptions(),
+    density: DensityOptions = DensityOptions(),
+    seed: int = 0,
     trace_batch_size: int = 1,
     trace_blocks: Optional[Mapping[str, slice]] = None,
-    slq_runs: int = 1,
-    slq_steps: int = 100,
-    trace_deflation: bool = True,
-    seed: int = 0,
 ) -> CurvatureSummary:
-    """Top-``k`` eigenvalues, trace and SLQ density of ``A`` (PyHessian's three analyses), sharing products.
+    """Top eigenvalues, trace and SLQ density of ``A`` (PyHessian's three analyses), sharing products.
 
-    The density comes first (``slq_runs`` × ``slq_steps``). With ``method="lanczos"`` its first run's top Ritz
-    values are the answer when they meet ``tol`` (else :func:`lanczos_top_eigen` runs with ``tol``,
-    ``max_iter``); ``method="power"`` always runs power iteration (PyHessian's semantics). The trace is exact
-    when the first run spans the space, else Hutchinson (``trace_probes`` probes, PyHessian's stopping rule at
-    ``trace_tol`` after at least ``trace_min_probes`` probes; per-block estimates with ``trace_blocks``) or
-    Hutch++ with ``trace_probes`` products.
-    With ``trace_deflation`` Hutchinson counts the part of the trace in the density run's Krylov space exactly
-    (``Σ αⱼ``) and probes only its complement (:class:`~prunehess.estimators.results.Deflation`; the probes then
-    come from ``seed + 1``, independent of the density's start vectors): the same rule stops sooner and closer to
-    the trace. ``trace_deflation=False``, or ``trace_blocks``, gives PyHessian's plain Hutchinson.
+    The density comes first (``density.runs`` × ``density.steps``, from ``seed``), then
+    :func:`trace_after_density` (exact when the first run spans the space; Hutchinson deflated by the run's
+    Krylov space, unless ``trace.deflation`` is off or ``trace_blocks`` asks for per-block traces from plain
+    probes; or Hutch++), then :func:`top_eigen_after_density` (the density run's top Ritz values when they meet
+    ``eigen.tol``). The run's basis is freed before any further Lanczos run. ``trace_batch_size`` probes go
+    through one batched product.
 
     Example:
         >>> import torch
-        >>> from prunehess.estimators import curvature_summary
-        >>> s = curvature_summary(torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64)), k=2, slq_steps=20)
+        >>> from prunehess.estimators import EigenOptions, DensityOptions, curvature_summary
+        >>> A = torch.diag(torch.arange(1.0, 11.0, dtype=torch.float64))
+        >>> s = curvature_summary(A, eigen=EigenOptions(k=2), density=DensityOptions(steps=20))
         >>> [round(x, 6) for x in s.eigen.eigenvalues.tolist()], s.trace.method, round(s.trace.estimate, 6), s.n_hvp
         ([10.0, 9.0], 'exact', 55.0, 10)
     """
     op = as_operator(A)
-    k = min(k, op.size)
-    if method not in ("lanczos", "power"):
-        raise ValueError(f"unknown method {method!r}; choose 'lanczos' or 'power'")
-    if trace_method not in ("hutchinson", "hutch++"):
-        raise ValueError(f"unknown trace method {trace_method!r}; choose 'hutchinson' or 'hutch++'")
-    deflate = bool(trace_deflation) and trace_method == "hutchinson" and trace_blocks is None
-    density = slq_density(op, n_runs=slq_runs, n_steps=slq_steps, seed=seed, deflation=deflate)
+    found = slq_density(op, n_runs=density.runs, n_steps=density.steps, seed=seed,
+                        deflation=wants_deflation(trace, trace_blocks))
     # the trace first: its deflation holds the density run's basis, which is freed before any other Lanczos run
-    trace = exact_trace_from_density(density) if trace_blocks is None else None
-    if trace is None and trace_method == "hutchinson":
-        trace = hutchinson_trace(op, n_probes=trace_probes, tol=trace_tol, min_probes=trace_min_probes,
-                                 batch_size=trace_batch_size, blocks=trace_blocks, deflate=density.deflation,
-                                 seed=seed if density.deflation is None else seed + 1)
-    elif trace is None:
-        trace = hutchpp_trace(op, n_hvp=trace_probes, batch_size=trace_batch_size, seed=seed)
-    density = replace(density, deflation=None)  # the last reference to the run's basis
-    if method == "lanczos":
-        eigen = top_eigen_from_density(density, k, tol=tol)
-        if eigen is None:
-            eigen = lanczos_top_eigen(op, k=k, tol=tol, max_iter=max(max_iter, 2 * k), seed=seed)
-    else:
-        eigen = power_iteration(op, k=k, tol=tol, max_iter=max_iter, seed=seed)
-    return CurvatureSummary(eigen=eigen, trace=trace, density=density)
+    traced = trace_after_density(op, found, trace, seed=seed, batch_size=trace_batch_size, blocks=trace_blocks)
+    found = replace(found, deflation=None)  # the last reference to the run's basis
+    return CurvatureSummary(eigen=top_eigen_after_density(op, found, eigen, seed=seed), trace=traced, density=found)

@@ -8,7 +8,8 @@ stream, so the backward passes recorded in it run there; every captured product 
 draws temporaries from one shared memory pool and keeps its own input and output buffers, so products may be
 replayed in any order. A product that cannot be captured (an operation that synchronises with the host) warns
 once and runs eagerly. :meth:`CudaGraphs.reset` drops the captures (they point into the first-order graph's
-memory) when that graph is released.
+memory) when that graph is released. This is the low-level helper: :class:`~prunehess.operators.engine.ProductEngine`
+owns one context per operator and its blocks, opens it, and releases the captures with the first-order graph.
 """
 from __future__ import annotations
 

@@ -27,9 +27,12 @@ from torch import Tensor, nn
 
 from prunehess.operators.kernels import fast_second_order
 
-__all__ = ["HVPProblem", "HVP", "eval_mode", "make_hvp", "STRATEGIES", "ReusedGradient"]
+__all__ = ["HVPProblem", "HVP", "eval_mode", "make_hvp", "STRATEGIES", "BATCHED_STRATEGIES", "ReusedGradient"]
 
 STRATEGIES = ("graph", "double_backward", "forward_over_reverse")
+BATCHED_STRATEGIES = ("loop", "vmap", "graph_batched")
+"""How ``k`` products at once are computed: one at a time, ``vmap`` over forward-over-reverse, or one batched
+backward over the reused graph."""
 TensorDict = dict[str, Tensor]
 
 
@@ -102,9 +105,23 @@ class ReusedGradient:
         self.problem = problem
         self.names = tuple(names)
         self._grads: Optional[dict[str, Tensor]] = None
-        self.stream = None  # a CUDA stream to build the graph on (the products captured in CUDA graphs run there)
-        self.cuda_graphs = None  # the CudaGraphs context of the operator and its blocks, when capturing
-        self.on_release: list[Callable[[], None]] = []
+        self._stream: Optional[torch.cuda.Stream] = None  # where the graph is built (None: the current stream)
+
+    @property
+    def built(self) -> bool:
+        """Whether the graph is held (built since the last release)."""
+        return self._grads is not None
+
+    @property
+    def stream(self) -> Optional[torch.cuda.Stream]:
+        """The CUDA stream the graph is built on (``None``: the current one)."""
+        return self._stream
+
+    def build_on(self, stream: Optional[torch.cuda.Stream]) -> None:
+        """Build the graph on ``stream`` from now on (products captured in CUDA graphs run their backward passes
+        there); drops the current graph."""
+        self.release()
+        self._stream = stream
 
     def grads(self) -> dict[str, Tensor]:
         if self._grads is None:
@@ -126,9 +143,7 @@ class ReusedGradient:
         return self._grads
 
     def release(self) -> None:
-        """Drop the graph (frees the activations it holds), and whatever was built on it."""
-        for callback in self.on_release:
-            callback()
+        """Drop the graph (frees the activations it holds)."""
         self._grads = None
 
 

@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, NullLocator
 
 from prunehess.errors import DataError
-from prunehess.layout import OutputLayout, atomic_write_bytes, iteration_tag
+from prunehess.layout import METRICS, OutputLayout, iteration_tag
+from prunehess.storage import atomic_write_bytes
 
 __all__: list[str] = []
 
@@ -171,7 +172,7 @@ def resolve_layout(path: str | Path, metric: str) -> OutputLayout:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
-    parsed = OutputLayout.parse_metric_dir(path.name)
+    parsed = _metric_folder(path)
     if parsed:
         if parsed[0] != metric:
             raise DataError(f"{path}: a {parsed[0]} folder; this plot reads {metric} (pass the "
@@ -188,7 +189,16 @@ def resolve_root(path: str | Path) -> OutputLayout:
     path = Path(path)
     if not path.is_dir():
         raise DataError(f"{path}: no such folder")
-    return OutputLayout(path.parent if OutputLayout.parse_metric_dir(path.name) else path)
+    return OutputLayout(path.parent if _metric_folder(path) else path)
+
+
+def _metric_folder(path: Path) -> tuple[str, int | None] | None:
+    """``(metric, layer)`` if ``path`` is a metric folder: named as one of the seed's metrics' folders, or as
+    any metric's folder and holding results of it (an output folder named ``output`` is not one)."""
+    parsed = OutputLayout.parse_metric_dir(path.name)
+    if parsed and (parsed[0] in METRICS or OutputLayout.parse_metric_folder(path)):
+        return parsed
+    return None
 
 
 def layers_to_plot(layout: OutputLayout, metric: str, layers: int | None) -> list[int | None]:

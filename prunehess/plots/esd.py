@@ -1,10 +1,13 @@
 """The empirical spectral density (ESD) figure of one checkpoint, as PyHessian draws it.
 
-The numbers come from :func:`prunehess.estimators.slq.gaussian_density` (PyHessian's Gaussian broadening of
+The numbers come from :func:`prunehess.estimators.gaussian_density` (PyHessian's Gaussian broadening of
 the SLQ nodes and weights); this module only draws them: ``density + 1e-7`` on a log y axis, so that the
 empty stretches between the bulk and the outliers show as a floor instead of vanishing.
 """
 from __future__ import annotations
+
+import io
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -12,7 +15,7 @@ from matplotlib.figure import Figure
 
 from prunehess.plots._common import new_axes
 
-__all__ = ["render_esd", "ESD_FLOOR"]
+__all__ = ["render_esd", "esd_pdf", "ESD_FLOOR"]
 
 ESD_FLOOR = 1e-7
 """Added to the density before plotting on the log axis (PyHessian's constant)."""
@@ -50,3 +53,33 @@ def render_esd(grid: np.ndarray, density: np.ndarray, *, ax: Axes | None = None,
         ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     return figure
+
+
+def esd_pdf(grid: Any, density: Any, *, title: str | None = None) -> bytes:
+    """The ESD figure of one checkpoint as PDF bytes, for :meth:`prunehess.layout.OutputLayout.write_esd_plot`.
+
+    Drawn by :func:`render_esd` with fixed margins instead of the constrained layout, which costs as much as the
+    drawing itself, for every checkpoint and layer.
+
+    Args:
+        grid, density: as for :func:`render_esd`; arrays or tensors (on any device).
+        title: optional title (the top margin leaves room for it).
+
+    Example:
+        >>> grid = np.linspace(-1, 1, 5)
+        >>> esd_pdf(grid, np.exp(-grid**2))[:5]
+        b'%PDF-'
+    """
+    figure = render_esd(_as_array(grid), _as_array(density), title=title)
+    figure.set_layout_engine(None)
+    figure.subplots_adjust(left=0.14, right=0.97, bottom=0.12, top=0.9 if title else 0.95)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="pdf")
+    figure.clear()
+    return buffer.getvalue()
+
+
+def _as_array(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):  # a torch tensor, without importing torch here
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=float)

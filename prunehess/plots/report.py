@@ -20,8 +20,9 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 
+from prunehess._version import __version__
 from prunehess.errors import DataError
-from prunehess.layout import OutputLayout, atomic_write_text, iteration_tag
+from prunehess.layout import OutputLayout, iteration_tag
 from prunehess.plots import _common as c
 from prunehess.plots.density import (
     COLORBAR_LABEL,
@@ -33,6 +34,7 @@ from prunehess.plots.density import (
 )
 from prunehess.plots.layer_match import layer_match_distances, render_layer_match
 from prunehess.plots.trends import render_best_trend
+from prunehess.storage import atomic_write_text
 
 __all__ = ["write_report", "render_report"]
 
@@ -299,7 +301,6 @@ def render_report(output: str | Path, *, model_name: str = "", dataset_name: str
         percents = None
     title = c.plot_title("prunehess report", model_name, dataset_name)
     page.add(f"<h1>{html.escape(title)}</h1>")
-    from prunehess import __version__
 
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     page.add(f"<p>Output folder <code>{html.escape(str(layout.root.resolve()))}</code>; made by prunehess "

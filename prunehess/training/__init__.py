@@ -18,7 +18,7 @@ from prunehess.training.pruning import (
 from prunehess.training.run import (
     LOG_COLUMNS,
     RunComponents,
-    RunLayout,
+    RunFolder,
     RunSummary,
     TrainEvent,
     default_components,
@@ -29,7 +29,7 @@ from prunehess.training.track import Curvature, CurvatureTracker, engine_curvatu
 
 __all__ = [
     # the run
-    "TrainConfig", "run_training", "RunSummary", "RunComponents", "RunLayout", "TrainEvent", "default_components",
+    "TrainConfig", "run_training", "RunSummary", "RunComponents", "RunFolder", "TrainEvent", "default_components",
     "read_log", "LOG_COLUMNS",
     # pruning
     "magnitude_prune", "prune_count", "full_masks", "prunable_weights", "apply_masks_", "mask_gradients_",

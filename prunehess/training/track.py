@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from prunehess.estimators import hutchinson_trace, lanczos_top_eigen
+from prunehess.operators import HessianOperator
+
 __all__ = ["Curvature", "CurvatureTracker", "engine_curvature"]
 
 
@@ -37,12 +40,11 @@ def engine_curvature(
     trace_probes: int,
     loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
 ) -> Curvature:
-    """Top eigenvalue and trace of the loss Hessian of ``model`` on ``batches`` (surviving coordinates)."""
-    from prunehess.operators import HessianOperator  # the engine; imported late so training works without it
-
+    """Top eigenvalue (Lanczos) and Hutchinson trace of the loss Hessian of ``model`` on ``batches`` (surviving
+    coordinates)."""
     op = HessianOperator(model, data=batches, loss_fn=loss_fn, masks="auto")
-    eig = op.top_eigen(k=1, seed=seed)
-    tr = op.trace(seed=seed, n_probes=trace_probes)
+    eig = lanczos_top_eigen(op, k=1, seed=seed)
+    tr = hutchinson_trace(op, seed=seed, n_probes=trace_probes)
     return Curvature(
         top_eigenvalue=float(eig.eigenvalues[0]),
         trace=float(tr.estimate),

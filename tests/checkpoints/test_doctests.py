@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["zips", "layouts", "loading"])
+@pytest.mark.parametrize("name", ["zips", "naming", "loading"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"prunehess.checkpoints.{name}")
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

@@ -105,7 +105,7 @@ def test_missing_dataset_says_where_and_how(name: str, where: str, tmp_path: Pat
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith(str(tmp_path / where))
-    assert "--download" in message and "--data-root" in message
+    assert "--no-download" in message and "--data-root" in message
 
 
 def test_half_present_mnist_names_the_missing_files(

@@ -82,9 +82,12 @@ class Run:
     seconds: float
     log_dir: Optional[Path] = None
 
-    def rank_log(self, rank: int, stream: str = "stderr") -> str:
-        """What rank ``rank`` wrote to ``stream`` (runs launched with a log dir)."""
+    def rank_log(self, rank: int, stream: str = "both") -> str:
+        """What rank ``rank`` wrote to ``stream`` (``stdout``, ``stderr`` or ``both``: the log lines go to stdout,
+        errors to stderr; runs launched with a log dir)."""
         assert self.log_dir is not None
+        if stream == "both":
+            return self.rank_log(rank, "stdout") + self.rank_log(rank, "stderr")
         found = sorted(self.log_dir.rglob(f"attempt_0/{rank}/{stream}.log"))
         assert len(found) == 1, f"expected one {stream}.log for rank {rank} under {self.log_dir}, found {found}"
         return found[0].read_text()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from prunehess import HessianOperator
+from prunehess.estimators import hutchinson_trace, lanczos_top_eigen
 from prunehess.operators.hessian import split_batch
 
 # spawn pickles the worker by module name: make this file importable as itself in the children (they get our
@@ -59,8 +60,8 @@ def _quantities(op: HessianOperator) -> dict[str, torch.Tensor]:
     op.set_strategy("graph", "loop")
     block = op.restrict(["2.weight"])
     out["block/matvec"] = block.matvec(v[: block.size])
-    out["top_eigen"] = op.top_eigen(2, seed=0).eigenvalues
-    out["trace"] = torch.tensor([op.trace(n_probes=20, seed=0).estimate], dtype=torch.float64)
+    out["top_eigen"] = lanczos_top_eigen(op, k=2, seed=0).eigenvalues
+    out["trace"] = torch.tensor([hutchinson_trace(op, n_probes=20, seed=0).estimate], dtype=torch.float64)
     out["size"] = torch.tensor([op.size])
     return out
 
@@ -68,7 +69,7 @@ def _quantities(op: HessianOperator) -> dict[str, torch.Tensor]:
 def _worker(rank: int, port: int, folder: str) -> None:
     import torch.distributed as dist
 
-    from prunehess.distributed import _all_reduce_sum
+    from prunehess.pipeline.distributed import all_reduce_sum
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
@@ -78,7 +79,7 @@ def _worker(rank: int, port: int, folder: str) -> None:
             model, batches = _problem(dtype)
             total = sum(int(y.shape[0]) for _, y in batches)
             share = batches[rank::WORLD]
-            op = HessianOperator(model, share, total_samples=total, reduce=_all_reduce_sum)
+            op = HessianOperator(model, share, total_samples=total, reduce=all_reduce_sum)
             results[name] = _quantities(op)
         torch.save(results, Path(folder) / f"rank{rank}.pt")
     finally:

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from prunehess import HessianOperator
-from prunehess.config import ExtractConfig
+from prunehess.estimators import lanczos_top_eigen
+from prunehess.operators import tune
 from prunehess.operators.hessian import split_batch
-from prunehess.pipeline import extract
+from prunehess.pipeline import ExtractConfig, extract
 
 from dist_support import SUBSET, tree_files
 
@@ -51,7 +52,8 @@ def test_dataparallel_forward_gives_the_same_products_on_cpu():
     wrapped.set_strategy("graph", "graph_batched")
     assert torch.equal(wrapped.matmat(V), plain.matmat(V))
     assert torch.equal(wrapped.restrict(["2.weight"]).matvec(v[:21]), plain.restrict(["2.weight"]).matvec(v[:21]))
-    assert wrapped.top_eigen(2, seed=0).eigenvalues.tolist() == plain.top_eigen(2, seed=0).eigenvalues.tolist()
+    assert lanczos_top_eigen(wrapped, k=2, seed=0).eigenvalues.tolist() \
+        == lanczos_top_eigen(plain, k=2, seed=0).eigenvalues.tolist()
 
 
 def test_dataparallel_forward_refuses_functional_strategies():
@@ -63,7 +65,7 @@ def test_dataparallel_forward_refuses_functional_strategies():
         op.set_strategy("forward_over_reverse")
     with pytest.raises(ValueError, match="autograd strategy"):
         op.set_strategy("graph", "vmap")
-    timings = op.tune(repeats=1, k=2)
+    timings = tune(op, repeats=1, k=2).timings
     assert "forward_over_reverse" not in timings and "batched:vmap" not in timings
     assert op.strategy in ("graph", "double_backward") and op.batched_strategy in ("loop", "graph_batched")
 
@@ -90,14 +92,14 @@ def test_parallel_flag_on_cpu_warns_and_runs_on_one_device(tmp_path, small_zip, 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "small.zip").write_bytes(_module_prefixed_zip(small_zip, names))
     # the options of the reference run (dist_support.COMMON), in Python
-    config = ExtractConfig(resume=tmp_path / "run", zipname="small.zip", output=tmp_path / "out", dataset="digits",
-                           hessian_batch_size=100, mini_hessian_batch_size=25, test_accuracy=False,
-                           strategy="graph", slq_steps=50, parallel=True)
+    config = ExtractConfig.of(resume=tmp_path / "run", zipname="small.zip", output=tmp_path / "out",
+                              dataset="digits", hessian_batch_size=100, mini_hessian_batch_size=25,
+                              test_accuracy=False, strategy="graph", slq_steps=50, parallel=True)
     messages: list[str] = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the reference run (OMP_NUM_THREADS=1): the same sums in the same order
     try:
-        report = extract(config, log=messages.append)
+        report = extract(config, on_event=lambda event: messages.append(event.line()))
     finally:
         torch.set_num_threads(threads)
     assert "warning: --parallel needs CUDA devices; running on one device" in messages

@@ -10,7 +10,8 @@ import torch
 import cases
 from helpers import assert_close, assert_scalar_close, random_symmetric, within_stderr
 from prunehess import HessianOperator
-from prunehess.estimators import hutchinson_trace, hutchpp_trace
+from prunehess.estimators import (DensityOptions, EigenOptions, TraceOptions, curvature_summary, hutchinson_trace,
+                                  hutchpp_trace)
 from prunehess.estimators.sampling import make_generator, rademacher
 from prunehess.operators import TensorOperator
 
@@ -84,7 +85,7 @@ def test_blocks_from_the_same_probes():
 def test_per_layer_traces_of_a_tiny_model(float64):
     c = cases.build("cnn_batchnorm")
     op = HessianOperator(c.model, c.data, c.loss_fn, batched_strategy="graph_batched")
-    res = op.trace(per_layer=True, n_probes=200, batch_size=20, seed=1)
+    res = hutchinson_trace(op, blocks=op.block_slices(), n_probes=200, batch_size=20, seed=1)
     assert op.n_matvecs == 200
     within_stderr(res.estimate, float(torch.trace(c.expected)), res.stderr, name="model trace")
     for name, sl in c.block_slices().items():
@@ -126,13 +127,12 @@ def test_a_minimum_of_ten_probes_makes_the_deflated_stderr_honest():
     spread: with deflation (small variance) it often stops after two or three probes, and the 2-stderr interval
     misses the trace far more often than 5% of the time. Ten probes first bring it to about nominal (a t-interval
     with nine degrees of freedom covers 92%)."""
-    from prunehess.estimators import curvature_summary
-
     A, _ = outliers_over_a_bulk(400, seed=3)
     exact = float(torch.trace(A))
 
     def coverage(min_probes: int) -> tuple[float, float]:
-        runs = [curvature_summary(A, slq_steps=30, trace_min_probes=min_probes, seed=2 * s).trace for s in range(150)]
+        runs = [curvature_summary(A, density=DensityOptions(steps=30), trace=TraceOptions(min_probes=min_probes),
+                                  seed=2 * s).trace for s in range(150)]
         inside = [abs(t.estimate - exact) <= 2 * t.stderr for t in runs]
         return sum(inside) / len(runs), sum(t.n_hvp for t in runs) / len(runs)
 
@@ -275,15 +275,14 @@ def test_slq_deflation_is_the_first_runs_krylov_basis_and_leaves_the_density_unc
 
 def test_summary_trace_deflated_by_the_density_run_is_unbiased_closer_and_cheaper():
     """Over 24 seeds with PyHessian's stopping rule: centred on the trace, a fraction of plain Hutchinson's error,
-    with fewer probes; ``trace_deflation=False`` is plain Hutchinson exactly."""
-    from prunehess.estimators import curvature_summary
-
+    with fewer probes; ``TraceOptions(deflation=False)`` is plain Hutchinson exactly."""
     A, _ = outliers_over_a_bulk(400, seed=2)
     exact = float(torch.trace(A))
+    steps = DensityOptions(steps=40)
     plain, deflated = [], []
     for seed in range(24):
-        plain.append(curvature_summary(A, slq_steps=40, trace_deflation=False, seed=seed).trace)
-        deflated.append(curvature_summary(A, slq_steps=40, seed=seed).trace)
+        plain.append(curvature_summary(A, density=steps, trace=TraceOptions(deflation=False), seed=seed).trace)
+        deflated.append(curvature_summary(A, density=steps, seed=seed).trace)
     assert {t.method for t in plain} == {"hutchinson"} and {t.method for t in deflated} == {"hutchinson-deflated"}
     err = torch.tensor([t.estimate - exact for t in deflated])
     rms = lambda e: float(e.pow(2).mean().sqrt())  # noqa: E731
@@ -291,9 +290,10 @@ def test_summary_trace_deflated_by_the_density_run_is_unbiased_closer_and_cheape
     assert rms(err) < 0.25 * rms(torch.tensor([t.estimate - exact for t in plain]))
     assert sum(t.n_hvp for t in deflated) < 0.75 * sum(t.n_hvp for t in plain)
     reference = hutchinson_trace(A, n_probes=100, tol=1e-3, min_probes=10, seed=5)
-    assert curvature_summary(A, slq_steps=40, trace_deflation=False, seed=5).trace.estimate == reference.estimate
+    assert curvature_summary(A, density=steps, trace=TraceOptions(deflation=False), seed=5).trace.estimate \
+        == reference.estimate
     pyhessian = hutchinson_trace(A, n_probes=100, tol=1e-3, seed=5)  # min_probes=1: PyHessian's rule exactly
-    summary = curvature_summary(A, slq_steps=40, trace_deflation=False, trace_min_probes=1, seed=5).trace
+    summary = curvature_summary(A, density=steps, trace=TraceOptions(deflation=False, min_probes=1), seed=5).trace
     assert summary.estimate == pyhessian.estimate and summary.n_hvp == pyhessian.n_hvp
 
 
@@ -301,6 +301,8 @@ def test_deflated_trace_of_a_tiny_model_against_its_dense_hessian(float64):
     case = cases.build("cnn_batchnorm")
     H = HessianOperator(case.model, case.data, case.loss_fn)
     exact = float(torch.trace(case.expected))
-    s = H.summary(k=1, slq_steps=30, trace_probes=300, trace_tol=None)  # 30 steps on a larger space: probes needed
+    # 30 steps on a larger space: probes needed
+    s = curvature_summary(H, eigen=EigenOptions(k=1), density=DensityOptions(steps=30),
+                          trace=TraceOptions(probes=300, tol=None))
     assert H.size > 30 and s.trace.method == "hutchinson-deflated" and s.density.deflation is None  # basis freed
     within_stderr(s.trace.estimate, exact, s.trace.stderr, n_sigma=4, name="deflated trace")

@@ -20,8 +20,7 @@ pytest.importorskip("ipykernel", reason="the notebook test needs ipykernel for a
                                         "(pip install -e '.[test]')")
 
 import prunehess.plots as pp  # noqa: E402
-from prunehess.config import ExtractConfig  # noqa: E402
-from prunehess.pipeline import extract  # noqa: E402
+from prunehess.pipeline import ExtractConfig, extract  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -55,10 +54,10 @@ def executed(tmp_path_factory):
         pytest.skip(f"{SAMPLE_ZIP} is missing")
     tmp_path = tmp_path_factory.mktemp("notebook")
     output = tmp_path / "output"
-    extract(ExtractConfig(resume=_small_sample(tmp_path / "run"), zipname="digits.zip", output=output,
-                          compute_each_layer=True, hessian_batch_size=50, slq_steps=20, trace_probes=20,
-                          max_iter=30, strategy="graph", device="cpu"),
-            log=lambda *_: None)
+    extract(ExtractConfig.of(resume=_small_sample(tmp_path / "run"), zipname="digits.zip", output=output,
+                             compute_each_layer=True, hessian_batch_size=50, slq_steps=20, trace_probes=20,
+                             max_iter=30, strategy="graph", device="cpu"),
+            on_event=lambda event: None)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PRUNEHESS_OUTPUT", str(output))  # the kernel inherits this process's environment

@@ -6,8 +6,8 @@ import importlib
 
 import pytest
 
-MODULES = ["base", "hessian", "params", "masks", "hvp"]
-WITH_EXAMPLES = {"base", "hessian"}
+MODULES = ["base", "hessian", "params", "masks", "hvp", "engine", "tuning", "cudagraph"]
+WITH_EXAMPLES = {"base", "hessian", "engine", "tuning"}
 
 
 @pytest.mark.parametrize("name", MODULES)

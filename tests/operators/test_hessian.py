@@ -12,33 +12,18 @@ import torch.nn.functional as F
 from torch import nn
 
 import cases
-from helpers import assert_close, assert_scalar_close
+from helpers import assert_close, assert_scalar_close, check_products, columns, probes
 from prunehess import HessianOperator, split_batch
-from prunehess.errors import NonDeterministicError
-from prunehess.operators import hessian as hessian_module
+from prunehess.errors import ConfigError, NonDeterministicError
+from prunehess.estimators import (EigenOptions, TraceOptions, hutchinson_trace, hutchpp_trace, lanczos_top_eigen,
+                                  power_iteration, slq_density)
+from prunehess.estimators.sampling import gaussian, make_generator
 from prunehess.operators.hessian import BATCHED_STRATEGIES
 from prunehess.operators.hvp import STRATEGIES
 
 pytestmark = pytest.mark.usefixtures("float64")
 
 RTOL, ATOL = 1e-9, 1e-12  # float64: the engine agrees with the independent Hessian to rounding
-
-
-def columns(op: HessianOperator) -> torch.Tensor:
-    """The matrix of ``op`` by single products ``op.matvec(e_i)`` (exercises ``strategy``, not the batched path)."""
-    eye = torch.eye(op.size, dtype=op.dtype)
-    return torch.stack([op.matvec(eye[:, i]) for i in range(op.size)], dim=1)
-
-
-def probes(n: int, k: int = 3, seed: int = 11) -> torch.Tensor:
-    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def check_products(op: HessianOperator, expected: torch.Tensor, name: str, k: int = 3) -> None:
-    """Random single and batched products against ``expected`` (cheaper than a full dense build)."""
-    V = probes(op.size, k)
-    assert_close(op.matmat(V), expected @ V, rtol=RTOL, atol=ATOL, name=f"{name} matmat")
-    assert_close(op.matvec(V[:, 0]), expected @ V[:, 0], rtol=RTOL, atol=ATOL, name=f"{name} matvec")
 
 
 # ----- every strategy equals the dense Hessian -----------------------------------------------------------------
@@ -160,7 +145,7 @@ def test_layers_are_slices_of_dense(case, strategy):
     layers = op.layers()
     assert list(layers) == case.names
     slices = op.space.slices()
-    assert slices == case.block_slices()
+    assert slices == case.block_slices() == op.block_slices()
     for name, block in layers.items():
         sl = slices[name]
         assert block.names == (name,)
@@ -236,16 +221,6 @@ def test_explicit_mask_mapping(float64):
 
 
 # ----- the Hessian batch -----------------------------------------------------------------------------------------
-def test_split_batch():
-    x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
-    parts = split_batch(x, y, 4)
-    assert [p[0].shape[0] for p in parts] == [4, 4, 2]
-    assert torch.equal(torch.cat([p[1] for p in parts]), y)
-    assert len(split_batch(x, y, 10)) == 1
-    with pytest.raises(ValueError):
-        split_batch(x, y, 0)
-
-
 def test_minibatch_accumulation_equals_one_batch(case):
     """Mini-batches weighted by size (uneven last one) give the Hessian of the mean loss over the whole batch."""
     one = HessianOperator(case.model, [(case.x, case.y)], case.loss_fn).to_dense()
@@ -257,15 +232,6 @@ def test_minibatch_accumulation_equals_one_batch(case):
             V = probes(op.size, 2)
             H_V = torch.stack([op.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
             assert_close(H_V, one @ V, rtol=1e-11, atol=1e-13, name=f"{case.name} mini-batches of {size}/{strategy}")
-
-
-@pytest.mark.parametrize("chunk_size", [1, 5, 8, 1000])
-def test_chunk_size_same_numbers(case, chunk_size):
-    reference = HessianOperator(case.model, case.data, case.loss_fn).to_dense()
-    for strategy in STRATEGIES:
-        op = HessianOperator(case.model, case.data, case.loss_fn, chunk_size=chunk_size, strategy=strategy)
-        V = probes(op.size)
-        assert_close(op.matmat(V), reference @ V, rtol=1e-11, atol=1e-13, name=f"chunk_size={chunk_size}/{strategy}")
 
 
 def test_total_samples_and_reduce(float64):
@@ -293,7 +259,7 @@ def test_custom_forward(float64):
         HessianOperator(c.model, c.data, c.loss_fn, forward=wrapper, batched_strategy="vmap")
 
 
-# ----- eval mode, determinism, tuning ----------------------------------------------------------------------------
+# ----- eval mode, determinism ------------------------------------------------------------------------------------
 def test_train_flags_restored_and_eval_statistics_used(float64):
     """Products use eval mode (BatchNorm running statistics) whatever the model's mode, and restore every flag."""
     c = cases.build("cnn_batchnorm")
@@ -315,11 +281,17 @@ def test_train_flags_restored_and_eval_statistics_used(float64):
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_check_deterministic_passes(case, strategy):
+def test_check_deterministic_passes(case, strategy, monkeypatch):
     op = HessianOperator(case.model, case.data, case.loss_fn, strategy=strategy)
+    seen = []
+    matvec = HessianOperator._matvec
+    monkeypatch.setattr(HessianOperator, "_matvec", lambda self, v: seen.append(v) or matvec(self, v))
     before = op.n_matvecs
-    assert op.check_deterministic() <= 1e-14
+    assert op.check_deterministic(seed=3) <= 1e-14
     assert op.n_matvecs - before == 2
+    # the estimators' Gaussian vector of that seed, drawn on the CPU (the same on every device)
+    expected = gaussian((op.size,), generator=make_generator(3), dtype=op.dtype, device=op.device)
+    assert len(seen) == 2 and torch.equal(seen[0], expected) and torch.equal(seen[1], expected)
 
 
 class AlwaysDropout(nn.Module):
@@ -340,201 +312,39 @@ def test_check_deterministic_raises_on_forced_dropout(float64, strategy):
         op.check_deterministic()
 
 
-def test_tune_returns_timings_and_stays_exact(float64):
+# ----- the estimators on the operator ------------------------------------------------------------------------------
+def test_estimators_on_the_operator(float64):
+    """The estimators are functions of the operator (it has no estimator methods); per-layer Hutchinson traces come
+    from :meth:`HessianOperator.block_slices`."""
     c = cases.build("cnn_batchnorm")
     op = HessianOperator(c.model, c.data, c.loss_fn)
-    timings = op.tune(k=4, repeats=1)
-    expected_keys = set(STRATEGIES) | {"batched:loop", "batched:vmap", "batched:graph_batched"}
-    if op.strategy == "graph":  # graph reuse also times the mini-batches merged into one chunk
-        expected_keys.add("graph+one_chunk")
-    assert set(timings) == expected_keys
-    assert all(isinstance(t, float) and 0 < t < 60 for t in timings.values())
-    assert op.tuning == timings
-    assert op.strategy in STRATEGIES and op.batched_strategy in BATCHED_STRATEGIES
-    fastest = min(timings[s] for s in STRATEGIES)
-    assert timings[op.strategy] == fastest or (op.strategy == "graph" and timings["graph"] <= 1.15 * fastest)
-    assert timings[f"batched:{op.batched_strategy}"] == min(v for k, v in timings.items() if k.startswith("batched:"))
-    assert_close(columns(op), c.expected, rtol=RTOL, atol=ATOL, name=f"after tune ({op.strategy})")
-    assert_close(op.to_dense(), c.expected, rtol=RTOL, atol=ATOL, name=f"after tune ({op.batched_strategy})")
-    only = HessianOperator(c.model, c.data, c.loss_fn).tune(k=2, repeats=1, candidates=["double_backward"])
-    assert set(only) == {"double_backward", "batched:loop"}
-
-
-def test_set_chunk_size_same_numbers_and_shared_with_blocks(float64):
-    c = cases.build("cnn_batchnorm")
-    assert len(c.data) > 1
-    op = HessianOperator(c.model, c.data, c.loss_fn)
-    block = op.restrict(op.names[:1])
-    first = op.names[0]
-    sl = op.space.slices()[first]
-    expected_block = c.expected[sl, sl]
-    op.matvec(torch.ones(op.size, dtype=torch.float64))  # builds the mini-batched graph
-    op.set_chunk_size(10_000)
-    assert op.chunk_size == block.chunk_size == 10_000 and len(op.problem.batches) == 1
-    check_products(op, c.expected, "one chunk")
-    assert_close(block.to_dense(), expected_block, rtol=RTOL, atol=ATOL, name="block after set_chunk_size")
-    later = op.restrict(op.names[1:2])
-    assert later.chunk_size == 10_000
-    block.set_chunk_size(None)  # one setting for the operator and all its blocks
-    assert op.chunk_size is None and later.chunk_size is None
-    op.set_chunk_size(10_000)
-    op.set_chunk_size(None)
-    assert len(op.problem.batches) == len(c.data)
-    assert all(a[0] is b[0] for a, b in zip(op.problem.batches, c.data))  # the caller's tensors, not copies
-    check_products(op, c.expected, "mini-batches again")
-    with pytest.raises(ValueError, match="chunk_size"):
-        op.set_chunk_size(0)
-
-
-def test_tune_times_one_chunk_for_graph_reuse(float64):
-    c = cases.build("cnn_batchnorm")
-    op = HessianOperator(c.model, c.data, c.loss_fn)
-    timings = op.tune(k=2, repeats=1, candidates=["graph", "one_chunk"])
-    assert set(timings) == {"graph", "graph+one_chunk", "batched:loop"}
-    total = sum(int(y.shape[0]) for _, y in c.data)
-    assert op.chunk_size in (None, total)
-    if op.chunk_size == total:
-        assert 1.05 * timings["graph+one_chunk"] < timings["graph"]
-    check_products(op, c.expected, f"after tune (chunk_size={op.chunk_size})")
-    single = HessianOperator(c.model, c.data[:1], c.loss_fn).tune(k=2, repeats=1, candidates=["graph", "one_chunk"])
-    assert "graph+one_chunk" not in single  # one mini-batch: nothing to merge
-
-
-def test_tune_times_its_candidates_in_rounds(float64, monkeypatch):
-    """After one timing each (with its warm-up and memory peak), the candidates take turns: a load passing over
-    the machine slows every candidate of a round alike, not one candidate's every repeat (a shared machine once
-    made graph reuse look 100x slower than forward-over-reverse that way)."""
-    c = cases.build("mlp_tanh_ce")
-    op = HessianOperator(c.model, c.data, c.loss_fn)
-    monkeypatch.setattr(hessian_module, "_HOPELESS", float("inf"))  # every candidate takes its turns
-    seen_single, seen_batched = [], []
-    matvec, matmat = HessianOperator._matvec, HessianOperator._matmat
-    monkeypatch.setattr(HessianOperator, "_matvec", lambda self, v: seen_single.append(self.strategy) or matvec(self, v))
-    monkeypatch.setattr(HessianOperator, "_matmat",
-                        lambda self, V: seen_batched.append(self.batched_strategy) or matmat(self, V))
-    op.tune(k=2, repeats=3, candidates=["graph", "double_backward", "forward_over_reverse", "vmap", "graph_batched"])
-    singles = ["graph", "double_backward", "forward_over_reverse"]
-    first_pass = [name for name in singles for _ in range(2)]  # warm-up, then one timing
-    assert seen_single[:6] == first_pass and seen_single[6:12] == singles * 2  # then two rounds, in turn
-    batched = ["vmap", "graph_batched"]
-    assert seen_batched[:4] == [name for name in batched for _ in range(2)]
-    assert seen_batched[4:10] == [*batched, "loop"] * 2  # the loop they must beat takes its turns too
-    check_products(op, c.expected, "after tune")
-
-
-class _FakeClock:
-    """``time`` for the operator module: each product advances it by its strategy's cost, nothing else does."""
-
-    def __init__(self):
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        return self.now
-
-
-def test_tune_leaves_hopeless_candidates_out_of_its_rounds(float64, monkeypatch):
-    """A candidate whose first timing (after its warm-up) is already twice the default's is left out of the
-    rounds: on ResNet-20 on a CPU, vmap over ten vectors costs ~35 s a product, most of tune()'s time."""
-    c = cases.build("mlp_tanh_ce")
-    op = HessianOperator(c.model, c.data, c.loss_fn)
-    clock = _FakeClock()
-    monkeypatch.setattr(hessian_module, "time", clock)
-    single_cost = {"graph": 1.0, "double_backward": 3.0, "forward_over_reverse": 1.5}
-    batched_cost = {"loop": 2.0, "vmap": 5.0, "graph_batched": 3.0}  # k = 2: the loop costs two products
-    seen_single, seen_batched, in_matmat = [], [], []
-    matvec, matmat = HessianOperator._matvec, HessianOperator._matmat
-
-    def fake_matvec(self, v):
-        if not in_matmat:
-            seen_single.append(self.strategy)
-            clock.now += single_cost[self.strategy]
-        return matvec(self, v)
-
-    def fake_matmat(self, V):
-        seen_batched.append(self.batched_strategy)
-        clock.now += batched_cost[self.batched_strategy]
-        in_matmat.append(True)
-        try:
-            return matmat(self, V)
-        finally:
-            in_matmat.pop()
-
-    monkeypatch.setattr(HessianOperator, "_matvec", fake_matvec)
-    monkeypatch.setattr(HessianOperator, "_matmat", fake_matmat)
-    timings = op.tune(k=2, repeats=3, candidates=["forward_over_reverse", "double_backward", "graph", "vmap",
-                                                   "graph_batched"])
-    # each candidate: a warm-up and one timing; double backward's 3 > 2 × 1 (graph reuse's): no rounds for it
-    assert seen_single == [name for name in ("forward_over_reverse", "double_backward", "graph") for _ in range(2)] \
-        + ["forward_over_reverse", "graph"] * 2
-    # vmap's 5 > 2 × 2 (the loop of k = 2 products): no rounds for it; graph_batched takes its turns
-    assert seen_batched == ["vmap", "vmap", "graph_batched", "graph_batched", *["graph_batched", "loop"] * 2]
-    assert timings["double_backward"] == 3.0 and timings["forward_over_reverse"] == 1.5
-    assert timings["batched:vmap"] == 2.5 and timings["batched:graph_batched"] == 1.5
-    assert op.strategy == "graph" and op.batched_strategy == "loop"
-    check_products(op, c.expected, "after tune")
-
-
-def test_tune_does_not_time_a_batched_candidate_whose_warm_up_broke_the_memory_rule(float64, monkeypatch):
-    """vmap over ten vectors on ResNet-20 on a CPU: ~35 s a product, and out on memory anyway (it holds ten sets of
-    activations): its warm-up decides."""
-    c = cases.build("mlp_tanh_ce")
-    op = HessianOperator(c.model, c.data, c.loss_fn)
-    seen = []
-    matmat = HessianOperator._matmat
-    monkeypatch.setattr(HessianOperator, "_matmat",
-                        lambda self, V: seen.append(self.batched_strategy) or matmat(self, V))
-    monkeypatch.setattr(HessianOperator, "_within", lambda self, single, before, after, factor: False)
-    timings = op.tune(k=2, repeats=3, candidates=["graph", "vmap", "graph_batched"])
-    assert seen == ["vmap", "graph_batched"]  # one warm-up each, no timing, no rounds
-    assert timings["batched:vmap"] == timings["batched:graph_batched"] == float("inf")
-    assert op.batched_strategy == "loop"
-
-
-def test_tune_with_custom_forward_skips_torch_func(float64):
-    c = cases.build("mlp_tanh_ce")
-    op = HessianOperator(c.model, c.data, c.loss_fn, forward=lambda x: c.model(x))
-    timings = op.tune(k=2, repeats=1)
-    assert "forward_over_reverse" not in timings and "batched:vmap" not in timings
-    check_products(op, c.expected, "tuned custom forward")
-
-
-def test_release_rebuilds_graph(float64):
-    c = cases.build("mlp_tanh_ce")
-    op = HessianOperator(c.model, c.data, c.loss_fn, strategy="graph")
-    check_products(op, c.expected, "before release")
-    op.release()
-    check_products(op, c.expected, "after release")
-
-
-# ----- the estimator API on the operator --------------------------------------------------------------------------
-def test_operator_estimator_methods(float64):
-    c = cases.build("cnn_batchnorm")
-    op = HessianOperator(c.model, c.data, c.loss_fn)
+    assert not any(hasattr(op, name) for name in ("top_eigen", "trace", "density", "summary", "tune"))
     exact = torch.linalg.eigvalsh(c.expected)
     largest, dominant = exact[-1], exact[exact.abs().argmax()]  # power iteration finds the largest in magnitude
     assert dominant < 0, "this case has a dominant negative eigenvalue"
-    lanczos = op.top_eigen(2, tol=1e-10)
+    lanczos = lanczos_top_eigen(op, k=2, tol=1e-10)
     assert lanczos.method == "lanczos"
     assert_close(lanczos.eigenvalues, exact.flip(0)[:2], rtol=1e-8, atol=0, name="top_eigen/lanczos")
-    assert_scalar_close(float(op.top_eigen(1, which="LM", tol=1e-10).eigenvalues[0]), float(dominant), rtol=1e-8)
-    power = op.top_eigen(1, method="power", tol=1e-8, max_iter=1000)
+    assert_scalar_close(float(lanczos_top_eigen(op, k=1, which="LM", tol=1e-10).eigenvalues[0]), float(dominant),
+                        rtol=1e-8)
+    power = power_iteration(op, k=1, tol=1e-8, max_iter=1000)
     assert power.method == "power"
     assert_scalar_close(float(power.eigenvalues[0]), float(dominant), rtol=1e-6, name="top_eigen/power")
     assert largest > 0
-    res = op.trace(per_layer=True, n_probes=30)
+    res = hutchinson_trace(op, blocks=op.block_slices(), n_probes=30)
     assert list(res.blocks) == c.names
     assert_scalar_close(sum(b.estimate for b in res.blocks.values()), res.estimate, rtol=1e-12, name="blocks sum")
-    assert op.trace(method="hutch++", n_hvp=op.size * 3).n_hvp == 2 * op.size
-    assert_scalar_close(op.trace(method="hutch++", n_hvp=op.size * 3).estimate, float(torch.trace(c.expected)), rtol=1e-9)
-    density = op.density(n_runs=2, n_steps=10)
+    assert hutchpp_trace(op, n_hvp=op.size * 3).n_hvp == 2 * op.size
+    assert_scalar_close(hutchpp_trace(op, n_hvp=op.size * 3).estimate, float(torch.trace(c.expected)), rtol=1e-9)
+    density = slq_density(op, n_runs=2, n_steps=10)
     assert density.dim == op.size and density.nodes.shape == (2, 10) and density.n_hvp == 20
     assert_close(density.weights.sum(dim=1), torch.ones(2), rtol=1e-12, atol=0, name="SLQ weights")
-    with pytest.raises(ValueError, match="per-layer"):
-        op.trace(method="hutch++", per_layer=True)
-    with pytest.raises(ValueError, match="unknown method"):
-        op.trace(method="exact")
-    with pytest.raises(ValueError, match="unknown method"):
-        op.top_eigen(1, method="arnoldi")
+    with pytest.raises(TypeError, match="blocks"):  # per-layer traces come from Hutchinson probes only
+        hutchpp_trace(op, blocks=op.block_slices())
+    with pytest.raises(ConfigError, match="hutchinson, hutch\\+\\+"):
+        TraceOptions(method="exact")
+    with pytest.raises(ConfigError, match="lanczos, power"):
+        EigenOptions(method="arnoldi")
 
 
 def test_cuda_graphs_need_a_gpu():
@@ -543,4 +353,3 @@ def test_cuda_graphs_need_a_gpu():
     assert not op.supports_cuda_graphs and not op.cuda_graphs
     with pytest.raises(ValueError, match="cuda_graphs needs a CUDA device"):
         HessianOperator(case.model, case.data, case.loss_fn, cuda_graphs=True)
-    assert "graph+cuda_graphs" not in op.tune(k=2, repeats=1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from prunehess.config import ExtractConfig
+from prunehess.options import all_keys
+from prunehess.pipeline import ExtractConfig
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_yaml_supplies_options_and_the_command_line_wins(kit, tmp_path, zipped):
     # the resolved file holds every option and reads back as a config
     fields = {k: v for k, v in resolved.items() if k not in ("layout_detected", "hvp_strategy")}
     assert ExtractConfig.from_mapping(fields).numerics_key() != ""
-    assert set(fields) == set(ExtractConfig.__dataclass_fields__)
+    assert set(fields) == set(all_keys(ExtractConfig))
     assert kit.numbers(out / "top_eigenvalues" / "top_eigenvalues001_best.txt").shape == (3,)
     assert len((out / "density_eigen" / "density_eigen001_best.txt").read_text().splitlines()) == 10
     assert (out / "top_eigenvalues_layer3" / "top_eigenvalues002_best.txt").is_file()
@@ -50,7 +51,7 @@ def test_trace_min_probes_keys_only_the_runs_it_changes(tmp_path):
     """The minimum number of probes is part of the numerics key only where the stopping rule reads it: a rerun
     of a Hutch++ run, or of one with every probe (--trace-tol 0), keeps its finished checkpoints."""
     def key(**options) -> str:
-        return ExtractConfig(resume=tmp_path, **options).numerics_key()
+        return ExtractConfig.of(resume=tmp_path, **options).numerics_key()
 
     assert key(trace_min_probes=1) != key(trace_min_probes=10)
     assert key(trace_method="hutch++", trace_min_probes=1) == key(trace_method="hutch++", trace_min_probes=10)
@@ -103,19 +104,21 @@ def test_a_missing_config_file(kit, tmp_path):
 
 
 def test_option_values_are_validated_in_one_line(kit, tmp_path, zipped):
-    for args, needle in ((("--top-n", "0"), "top_n must be a positive integer"),
-                         (("--hessian-batch-size", "-3"), "hessian_batch_size must be a positive integer"),
+    for args, needle in ((("--top-n", "0"), "top_n must be at least 1, got 0"),
+                         (("--hessian-batch-size", "-3"), "hessian_batch_size must be at least 1, got -3"),
                          (("--max-ratio", "0"), "max_ratio must be positive"),
-                         (("--trace-min-probes", "0"), "trace_min_probes must be a positive integer"),
-                         (("--max-unpacked-mb", "0"), "max_unpacked_mb must be a positive integer")):
+                         (("--trace-min-probes", "0"), "trace_min_probes must be at least 1"),
+                         (("--max-unpacked-mb", "0"), "max_unpacked_mb must be at least 1")):
         result = kit.invoke("extract", "--resume", zipped, "--output", tmp_path / "out", *args)
         kit.error_line(result, needle)
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_resume_is_a_usage_error(kit):
-    result = kit.invoke("extract")
-    assert result.exit_code == 2 and "--resume" in result.output and "Traceback" not in result.output
+def test_without_resume_the_zip_is_looked_for_in_the_current_folder(kit, tmp_path, monkeypatch):
+    """--resume defaults to the current folder: with no zip there, one line says where it looked and what to name."""
+    monkeypatch.chdir(tmp_path)
+    kit.error_line(kit.invoke("extract"), ".: which zip? it holds no .zip file", "--zipname")
+    assert not (tmp_path / "output" / "summary.csv").exists()
 
 
 def test_trace_deflation_is_an_option_that_changes_the_numbers(kit, tmp_path, zipped):

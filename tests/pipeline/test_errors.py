@@ -228,11 +228,11 @@ def test_dataset_missing_from_data_root_says_where_it_looked(kit, world, tmp_pat
     empty = tmp_path / "empty_data"
     empty.mkdir()
     result = world.run("--dataset", "mnist", "--data-root", empty, "--model", "fc1", "--hessian-batch-size", 64,
-                       "--no-cuda", model=False, fast=False)
-    line = kit.error_line(result, str(empty / "MNIST" / "raw"), "not found", "train-images-idx3-ubyte", "--download",
-                          "--data-root", alone=False)
+                       "--no-cuda", "--no-download", model=False, fast=False)
+    line = kit.error_line(result, str(empty / "MNIST" / "raw"), "not found", "train-images-idx3-ubyte",
+                          "--no-download", "--data-root", alone=False)
     assert "mnist" in line
-    assert not list(empty.iterdir())  # nothing downloaded without --download
+    assert not list(empty.iterdir())  # nothing downloaded with --no-download
 
 
 def test_bad_layout_regex(kit, good_zip):

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from helpers import coordinate_index, restrict
-from prunehess.layout import SUMMARY_COLUMNS
+from prunehess.pipeline import SUMMARY_COLUMNS
 from prunehess.models import is_prunable
 from prunehess.operators.masks import zero_masks
 from prunehess.reference import dense_hessian, exact_spectrum
@@ -178,7 +178,9 @@ def test_remain_params_is_the_percent_of_all_parameters_non_zero(run):
 
 def test_summary_csv_columns_and_rows(kit, run):
     header = (run.out / "summary.csv").read_text().splitlines()[0]
-    assert header.split(",") == list(SUMMARY_COLUMNS)
+    assert header.split(",") == [column.name for column in SUMMARY_COLUMNS] == [
+        "iteration", "epoch", "layer", "remaining_percent", "test_accuracy", "top_eigenvalues", "trace", "trace_stderr",
+        "hvps", "seconds"]
     rows = kit.summary(run.out)
     assert [(r["iteration"], r["layer"]) for r in rows] == [(i, layer) for i in (0, 1) for layer in (None, 0, 1, 2, 3)]
     from prunehess.data import test_loader

@@ -160,7 +160,7 @@ def test_killed_at_several_points_resumes_to_the_uninterrupted_numbers(kit, tmp_
     done = subprocess.run([*script, "extract", "--output", str(reference), *map(str, common)], cwd=tmp_path,
                           env=kit.subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "3 computed" in done.stderr
+    assert "3 computed" in done.stdout  # the log lines go to standard output (a bar, on a terminal, to stderr)
     total = len(kit.result_files(reference))
     assert total == 3 * FILES_PER_CHECKPOINT
 
@@ -186,8 +186,8 @@ def test_killed_at_several_points_resumes_to_the_uninterrupted_numbers(kit, tmp_
     final = subprocess.run([*kit.module_cmd(), "extract", "--output", str(out), *map(str, common)], cwd=tmp_path,
                            env=kit.subprocess_env(), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
-    finished = re.search(r"(\d+) already finished", final.stderr)
-    assert finished and int(finished[1]) >= 1, final.stderr  # the killed runs' finished checkpoints were kept
+    finished = re.search(r"(\d+) already finished", final.stdout)
+    assert finished and int(finished[1]) >= 1, final.stdout  # the killed runs' finished checkpoints were kept
 
     assert kit.text_files(out) == kit.text_files(reference)  # every number, byte for byte
     assert {p.relative_to(out) for p in kit.result_files(out)} == {

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from prunehess.layout import OutputLayout
+from prunehess.layout import Column, OutputLayout
 
 # Three pruning iterations (tags 001-003), snapshots at epochs 0, 10, 20, best files; two layers.
 ITERATIONS = (0, 1, 2)
@@ -15,6 +15,11 @@ EPOCHS = (0, 10, 20)
 LAYERS = (0, 1)
 PERCENTS = (100.0, 80.0, 64.0)
 ACCURACY = {0: 20, 1: 10, 2: 20}  # summary.csv's best snapshot per iteration (for layouts without best files)
+SUMMARY_COLUMNS = [
+    Column("iteration", "int"), Column("epoch", "epoch"), Column("layer", "int"),
+    Column("remaining_percent", "float"), Column("test_accuracy", "float"), Column("top_eigenvalues", "floats"),
+    Column("trace", "float"), Column("trace_stderr", "float"), Column("hvps", "int"), Column("seconds", "float"),
+]
 
 
 def top_value(iteration, epoch, layer=None):
@@ -75,7 +80,7 @@ def build_tree(root, *, with_best=True, layers=LAYERS, iterations=ITERATIONS, ep
     if remain:
         out.write_remain_params(PERCENTS[: len(iterations)])
     if summary:
-        out.write_summary(rows)
+        out.write_summary(rows, SUMMARY_COLUMNS)
     out.write_layers([(k, f"classifier.{2 * k}.weight", 100 * (k + 1)) for k in layers])
     out.write_config({"model": "fc1", "dataset": "digits", "output": root, "slq_runs": 1})
     return Tree(out, with_best=with_best, layers=tuple(layers), iterations=tuple(iterations), epochs=tuple(epochs))

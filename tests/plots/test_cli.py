@@ -15,8 +15,8 @@ SUBCOMMANDS = ["top-eigenvalues", "trace", "density-eigen", "top-eigenvalues-bes
 @pytest.fixture(autouse=True)
 def _fast_saving(monkeypatch):
     """The CLI tests check wiring and files; drawing real JPEGs is the plot tests' job."""
-    from prunehess.layout import atomic_write_bytes
     from prunehess.plots import _common
+    from prunehess.storage import atomic_write_bytes
 
     def save(figure, path, dpi=100):
         figure.clear()

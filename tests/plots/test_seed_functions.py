@@ -9,8 +9,8 @@ import pytest
 from matplotlib.collections import QuadMesh
 
 import prunehess.plots as pp
-from prunehess.layout import atomic_write_bytes
 from prunehess.plots import _common
+from prunehess.storage import atomic_write_bytes
 
 
 @pytest.fixture

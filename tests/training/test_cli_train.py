@@ -54,7 +54,7 @@ def test_digits_run_with_yaml_config_where_the_command_line_wins(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("dataset: digits\nlearning_rate: 0.1\n", "unknown option 'learning_rate'"),
+    ("dataset: digits\nlearning_rate: 0.1\n", "unknown option(s) learning_rate; known:"),
     ("dataset: [digits\n", "malformed YAML at line"),
     ("- digits\n", "expected a mapping"),
 ])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prunehess import data, models
-from prunehess.training import RunLayout, engine_curvature, read_log, run_training
+from prunehess.training import RunFolder, engine_curvature, read_log, run_training
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,12 @@ def tracked_run(tmp_path_factory):
 
 def test_fc1_adam_run_keeps_pruned_weights_zero_and_names_files(tracked_run):
     config, summary = tracked_run
-    layout = RunLayout.for_config(config)
+    folder = RunFolder.for_config(config)
     assert summary.archive.name == "digits.zip"
-    assert layout.remain_params.read_text().splitlines()[0] == "100.0"
-    end0 = torch.load(layout.snapshot(0, 2), weights_only=True)
-    start1 = torch.load(layout.snapshot(1, 0), weights_only=True)
-    end1 = torch.load(layout.snapshot(1, 2), weights_only=True)
+    assert folder.remain_params.read_text().splitlines()[0] == "100.0"
+    end0 = torch.load(folder.snapshot(0, 2), weights_only=True)
+    start1 = torch.load(folder.snapshot(1, 0), weights_only=True)
+    end1 = torch.load(folder.snapshot(1, 2), weights_only=True)
     assert list(end1) == ["classifier.0.weight", "classifier.0.bias", "classifier.2.weight", "classifier.2.bias",
                           "classifier.4.weight", "classifier.4.bias"]
     for name, w in end1.items():
@@ -41,14 +41,14 @@ def test_fc1_adam_run_keeps_pruned_weights_zero_and_names_files(tracked_run):
 
 def test_tracking_agrees_with_a_direct_engine_call_on_the_checkpoint(tracked_run):
     config, _ = tracked_run
-    layout = RunLayout.for_config(config)
-    rows = {(r["iteration"], r["epoch"]): r for r in read_log(layout.log)}
+    folder = RunFolder.for_config(config)
+    rows = {(r["iteration"], r["epoch"]): r for r in read_log(folder.log)}
     assert all(r["top_eigenvalue"] is not None and r["trace"] is not None for r in rows.values())
     batches = data.hessian_batch("digits", root="unused", size=120, mini_batch_size=60, seed=config.seed,
                                  device="cpu")
     model = models.build_model("fc1", input_shape=(1, 8, 8), num_classes=10)
     for ite, epoch in [(0, 0), (0, 2), (1, 1)]:
-        model.load_state_dict(torch.load(layout.snapshot(ite, epoch), weights_only=True))
+        model.load_state_dict(torch.load(folder.snapshot(ite, epoch), weights_only=True))
         direct = engine_curvature(model, batches, seed=config.seed, trace_probes=config.trace_probes)
         row = rows[(ite, epoch)]
         assert row["top_eigenvalue"] == pytest.approx(direct.top_eigenvalue, rel=1e-6, abs=1e-9)
@@ -73,7 +73,7 @@ def test_zip_round_trips_through_the_extract_side(tracked_run, tmp_path):
     config, summary = tracked_run
     safe_extract(summary.archive, tmp_path / "unpacked")
     found = discover(tmp_path / "unpacked")
-    assert found.layout == "lottery-ticket" and found.unmatched == []
+    assert found.naming == "lottery-ticket" and found.unmatched == []
     refs = [(r.iteration, r.epoch, r.kind) for r in found.checkpoints]
     expected = [(-1, 0, "initial")]
     for ite in range(2):

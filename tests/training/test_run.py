@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prunehess.errors import ConfigError, OutputError
-from prunehess.training import Curvature, RunLayout, prune_count, read_log, run_training
+from prunehess.training import Curvature, RunFolder, prune_count, read_log, run_training
 from prunehess.training.pruning import default_is_prunable
 
 K, E = 3, 3
@@ -30,8 +30,8 @@ def _run(h, path, **overrides):
 
 def test_files_schedule_remaining_and_zip(tmp_path, h):
     config, summary = _run(h, tmp_path / "run", prune_iterations=K, epochs=E)
-    layout = RunLayout.for_config(config)
-    names = {p.name for p in layout.checkpoints.iterdir()}
+    folder = RunFolder.for_config(config)
+    names = {p.name for p in folder.checkpoints.iterdir()}
     expected = {"initial_state_dict_lt.pth"}
     for ite in range(K):
         expected |= {f"{ite}_model_lt_epoch{e}.pth" for e in range(E + 1)} | {f"{ite}_model_lt.pth"}
@@ -40,12 +40,12 @@ def test_files_schedule_remaining_and_zip(tmp_path, h):
         assert set(zf.namelist()) == expected | {"remain_params.txt", "train_log.csv", "train_config.yaml"}
         remain_lines = zf.read("remain_params.txt").decode().splitlines()
     assert summary.archive.name == "tiny.zip"
-    assert remain_lines == layout.remain_params.read_text().splitlines()
+    assert remain_lines == folder.remain_params.read_text().splitlines()
 
-    initial = h.load(layout.initial)
+    initial = h.load(folder.initial)
     previous = None
     for ite in range(K):
-        for path in [layout.snapshot(ite, e) for e in range(E + 1)] + [layout.best(ite)]:
+        for path in [folder.snapshot(ite, e) for e in range(E + 1)] + [folder.best(ite)]:
             state = h.load(path)
             for name, w in _prunable(state).items():
                 n = initial[name].numel()
@@ -53,7 +53,7 @@ def test_files_schedule_remaining_and_zip(tmp_path, h):
             if previous is not None:  # masks only shrink
                 for name, w in _prunable(state).items():
                     assert not bool(((w != 0) & (previous[name] == 0)).any())
-        final = h.load(layout.snapshot(ite, E))
+        final = h.load(folder.snapshot(ite, E))
         total = sum(v.numel() for v in final.values())
         nonzero = sum(int(torch.count_nonzero(v)) for v in final.values())
         assert remain_lines[ite] == f"{100.0 * nonzero / total:.1f}"
@@ -61,7 +61,7 @@ def test_files_schedule_remaining_and_zip(tmp_path, h):
     assert remain_lines[0] == "100.0" and len(remain_lines) == K
     assert summary.remaining_percent == tuple(float(x) for x in remain_lines)
 
-    rows = read_log(layout.log)
+    rows = read_log(folder.log)
     assert [(r["iteration"], r["epoch"]) for r in rows] == [(i, e) for i in range(K) for e in range(E + 1)]
     assert all(r["train_loss"] is None for r in rows if r["epoch"] == 0)
     assert all(r["train_loss"] > 0 and r["batch_size"] == 16 for r in rows if r["epoch"] > 0)
@@ -71,17 +71,17 @@ def test_files_schedule_remaining_and_zip(tmp_path, h):
         accs = [r["test_accuracy"] for r in rows if r["iteration"] == ite]
         best_epoch = accs.index(max(accs))
         assert summary.best_accuracy[ite] == max(accs)
-        assert layout.best(ite).read_bytes() == layout.snapshot(ite, best_epoch).read_bytes()
+        assert folder.best(ite).read_bytes() == folder.snapshot(ite, best_epoch).read_bytes()
 
 
 def test_global_pruning_schedule_to_the_weight(tmp_path, h):
     config, _ = _run(h, tmp_path / "run", prune_iterations=3, epochs=1, prune_percent=30.0, global_pruning=True)
-    layout = RunLayout.for_config(config)
-    initial = _prunable(h.load(layout.initial))
+    folder = RunFolder.for_config(config)
+    initial = _prunable(h.load(folder.initial))
     total = sum(w.numel() for w in initial.values())
     fractions = set()
     for ite in range(3):
-        state = _prunable(h.load(layout.snapshot(ite, 1)))
+        state = _prunable(h.load(folder.snapshot(ite, 1)))
         assert sum(int(torch.count_nonzero(w)) for w in state.values()) == _expected_survivors(total, 30.0, ite)
         fractions |= {round(int(torch.count_nonzero(w)) / w.numel(), 6) for w in state.values()}
     assert len(fractions) > 2  # layers lose different fractions
@@ -89,10 +89,10 @@ def test_global_pruning_schedule_to_the_weight(tmp_path, h):
 
 def test_lt_rewinds_exactly_to_the_initial_values(tmp_path, h):
     config, _ = _run(h, tmp_path / "run", prune_iterations=3, epochs=1)
-    layout = RunLayout.for_config(config)
-    initial = h.load(layout.initial)
+    folder = RunFolder.for_config(config)
+    initial = h.load(folder.initial)
     for ite in range(3):
-        start = h.load(layout.snapshot(ite, 0))
+        start = h.load(folder.snapshot(ite, 0))
         for name, value in start.items():
             survives = value != 0 if default_is_prunable(name, value) else torch.ones_like(value, dtype=torch.bool)
             assert torch.equal(value[survives], initial[name][survives]), (ite, name)
@@ -101,14 +101,14 @@ def test_lt_rewinds_exactly_to_the_initial_values(tmp_path, h):
 
 def test_reinit_does_not_rewind(tmp_path, h):
     config, _ = _run(h, tmp_path / "run", prune_iterations=3, epochs=1, prune_type="reinit")
-    layout = RunLayout.for_config(config)
-    assert layout.initial.name == "initial_state_dict_reinit.pth"
-    assert layout.snapshot(1, 0).name == "1_model_reinit_epoch0.pth"
-    initial = h.load(layout.initial)
-    assert all(torch.equal(v, initial[k]) for k, v in h.load(layout.snapshot(0, 0)).items())
+    folder = RunFolder.for_config(config)
+    assert folder.initial.name == "initial_state_dict_reinit.pth"
+    assert folder.snapshot(1, 0).name == "1_model_reinit_epoch0.pth"
+    initial = h.load(folder.initial)
+    assert all(torch.equal(v, initial[k]) for k, v in h.load(folder.snapshot(0, 0)).items())
     starts = []
     for ite in (1, 2):
-        start = h.load(layout.snapshot(ite, 0))
+        start = h.load(folder.snapshot(ite, 0))
         starts.append(start)
         for name, value in _prunable(start).items():
             survives = value != 0
@@ -194,7 +194,7 @@ def test_absa_in_a_run_follows_the_scripted_eigenvalues(tmp_path, h):
     config = h.config(tmp_path / "run", prune_iterations=2, epochs=4, track_eigen=1, batch_schedule="absa",
                       batch_size=8, absa_threshold=0.5, absa_max_batch_size=64)
     run_training(config, components=h.components(), tracker=tracker)
-    rows = read_log(RunLayout.for_config(config).log)
+    rows = read_log(RunFolder.for_config(config).log)
     # peak 5.0 → 2.4 halves it: the next epoch trains with 16; the peak restarts at 2.4 and 1.0 halves it again.
     # Iteration 1 starts again from 8.
     assert [r["batch_size"] for r in rows] == [8, 8, 8, 16, 16] + [8, 8, 16, 16, 16]
@@ -210,7 +210,7 @@ def test_constant_schedule_with_tracking_every_other_epoch(tmp_path, h):
 
     config = h.config(tmp_path / "run", prune_iterations=1, epochs=4, track_eigen=2)
     run_training(config, components=h.components(), tracker=tracker)
-    rows = read_log(RunLayout.for_config(config).log)
+    rows = read_log(RunFolder.for_config(config).log)
     assert [r["top_eigenvalue"] is not None for r in rows] == [True, False, True, False, True]
     assert {r["batch_size"] for r in rows} == {16}
     assert [r["trace"] for r in rows if r["trace"] is not None] == [2.0, 2.0, 2.0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prunehess.checkpoints.layouts import CheckpointRef, discover
+from prunehess.checkpoints.naming import CheckpointRef, discover
 from prunehess.errors import ArchiveError, ConfigError
 
 
@@ -27,7 +27,7 @@ def test_lottery_ticket_flat_numeric_order(tree):
         names += [f"{ite}_model_lt.pth"] + [f"{ite}_model_lt_epoch{e}.pth" for e in (0, 5, 10, 80, 100, 120)]
     root = tree(list(reversed(names)))
     found = discover(root)
-    assert found.layout == "lottery-ticket" and not found.unmatched and not found.masks
+    assert found.naming == "lottery-ticket" and not found.unmatched and not found.masks
     expected = [(-1, 0, "initial")]
     for ite in (0, 1, 2, 10, 99, 100, 101):
         expected += [(ite, e, "snapshot") for e in (0, 5, 10, 80, 100, 120)] + [(ite, None, "best")]
@@ -60,8 +60,8 @@ def test_two_runs_are_refused_with_a_layout_that_picks_one(tree):
     message = str(info.value)
     assert "types lt, reinit" in message and "\n" not in message
     suggestion = re.search(r"--layout '(.*)'$", message)[1]
-    found = discover(root, layout_regex=suggestion)
-    assert found.layout == "custom"
+    found = discover(root, naming_regex=suggestion)
+    assert found.naming == "custom"
     assert triples(found) == [(-1, 0, "initial"), (0, 10, "snapshot"), (0, None, "best")]
     assert all("_lt" in r.path.name for r in found.checkpoints)
     assert sorted(p.name for p in found.unmatched) == ["0_model_reinit.pth", "0_model_reinit_epoch10.pth",
@@ -85,7 +85,7 @@ def test_openlth(tree):
                                      "sparsity_report.json", "checkpoint.pth", "logger", "hparams.log")]
     root = tree(names)
     found = discover(root)
-    assert found.layout == "openlth"
+    assert found.naming == "openlth"
     assert triples(found) == [(lv, e, "snapshot") for lv in (0, 1, 2, 10, 100) for e in (0, 2, 160)]
     assert sorted(found.masks) == sorted(found.reports) == [0, 1, 2, 10, 100]
     assert found.masks[100] == root / "open_lth_data/lottery_abc/replicate_1/level_100/main/mask.pth"
@@ -113,7 +113,7 @@ def test_lightning_iteration_from_the_enclosing_folder(tree):
         "checkpoints/epoch=5-step=5.ckpt",  # no iteration folder
     ])
     found = discover(root)
-    assert found.layout == "lightning"
+    assert found.naming == "lightning"
     assert triples(found) == [(0, 1, "snapshot"), (3, 3, "snapshot"), (3, 120, "snapshot"), (12, 0, "snapshot"),
                               (101, 7, "snapshot")]
     assert rel(root, found.unmatched) == ["checkpoints/epoch=5-step=5.ckpt"]
@@ -126,8 +126,8 @@ def test_custom_regex_on_the_relative_path_or_the_name(tree):
     root = tree(["run7/e120.bin", "run7/e9.bin", "run7/best.bin", "run100/e0.bin", "init.bin", "notes.txt",
                  "other.pt"])
     regex = r"(?:run(?P<iteration>\d+)/(?:e(?P<epoch>\d+)|best)|(?P<initial>init))\.bin"
-    found = discover(root, layout_regex=regex)
-    assert found.layout == "custom"
+    found = discover(root, naming_regex=regex)
+    assert found.naming == "custom"
     assert triples(found) == [(-1, 0, "initial"), (7, 9, "snapshot"), (7, 120, "snapshot"), (7, None, "best"),
                               (100, 0, "snapshot")]
     assert rel(root, found.unmatched) == ["other.pt"]
@@ -137,13 +137,13 @@ def test_custom_regex_matching_nothing(tree):
     root = tree(["a.pth"])
     regex = r"x(?P<iteration>\d+)"
     with pytest.raises(ArchiveError) as info:
-        discover(root, layout_regex=regex)
+        discover(root, naming_regex=regex)
     assert f"no file matches --layout {regex!r}" in str(info.value) and "a.pth" in str(info.value)
 
 
 def test_custom_regex_matches_the_file_name_alone(tree):
     root = tree(["deep/er/it2_ep10.pt", "deep/it2_best.pt"])
-    found = discover(root, layout_regex=r"it(?P<iteration>\d+)_(?:ep(?P<epoch>\d+)|(?P<best>best))\.pt")
+    found = discover(root, naming_regex=r"it(?P<iteration>\d+)_(?:ep(?P<epoch>\d+)|(?P<best>best))\.pt")
     assert triples(found) == [(2, 10, "snapshot"), (2, None, "best")]
 
 
@@ -152,7 +152,7 @@ def test_custom_regex_matches_the_file_name_alone(tree):
 def test_bad_custom_regex(tree, regex, words):
     root = tree(["a.pth"])
     with pytest.raises(ConfigError) as info:
-        discover(root, layout_regex=regex)
+        discover(root, naming_regex=regex)
     assert words in str(info.value) and "--layout" in str(info.value)
 
 
@@ -163,7 +163,7 @@ def test_unmatched_lists_only_checkpoint_like_files(tree):
     root = tree(["0_model_lt.pth", "weights.bin", "sub/final.pt", "3_model_lt_epoch10_copy.pth", "model.ckpt", "backup.tar", "README.md",
                  "remain_params.txt", "summary.csv", "train.log", "level_0/main/model_ep0_it0.pth"])
     found = discover(root)
-    assert found.layout == "lottery-ticket"
+    assert found.naming == "lottery-ticket"
     assert rel(root, found.unmatched) == ["3_model_lt_epoch10_copy.pth", "backup.tar", "level_0/main/model_ep0_it0.pth", "model.ckpt",
                                           "sub/final.pt", "weights.bin"]
 
@@ -192,7 +192,7 @@ def test_macos_junk_is_skipped(tree):
 def test_majority_layout_wins_and_the_rest_is_listed(tree):
     root = tree(["0_model_lt.pth", "1_model_lt.pth", "iteration_0/epoch=1-step=1.ckpt"])
     found = discover(root)
-    assert found.layout == "lottery-ticket"
+    assert found.naming == "lottery-ticket"
     assert rel(root, found.unmatched) == ["iteration_0/epoch=1-step=1.ckpt"]
 
 

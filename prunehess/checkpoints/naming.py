@@ -1,6 +1,6 @@
-"""Find the checkpoints in an unpacked folder and map each to (prune iteration, epoch).
+"""Find the checkpoints in an unpacked folder and map each to (prune iteration, epoch), by their naming scheme.
 
-Layouts, detected automatically (the folder may be flat or nested; names are parsed with patterns, numbers
+Namings, detected automatically (the folder may be flat or nested; names are parsed with patterns, numbers
 compared as numbers, so epochs and iterations of 100 and more sort right):
 
 - ``lottery-ticket`` (the seed's trainer): ``<ite>_model_<type>_epoch<E>.pth`` (snapshot),
@@ -15,7 +15,7 @@ compared as numbers, so epochs and iterations of 100 and more sort right):
   per-iteration folder: the nearest enclosing folder named ``<letters><sep?><integer>`` (``iteration_3``,
   ``level_3``, ``round-3``, ``3``), skipping Lightning's own ``version_<N>``. ``last.ckpt`` (a copy of the latest
   state) is ignored quietly.
-- ``custom``: ``layout_regex`` with named groups ``iteration`` and, optionally, ``epoch`` (absent or empty: the best
+- ``custom``: ``naming_regex`` with named groups ``iteration`` and, optionally, ``epoch`` (absent or empty: the best
   checkpoint), ``best`` (matched: the best checkpoint) and ``initial`` (matched: the initial weights). It must match
   the whole path relative to the root (posix separators) or the whole file name.
 
@@ -36,9 +36,9 @@ from typing import Iterator
 
 from prunehess.errors import ArchiveError, ConfigError
 
-__all__ = ["CheckpointRef", "Discovery", "discover", "LAYOUTS", "CHECKPOINT_SUFFIXES"]
+__all__ = ["CheckpointRef", "Discovery", "discover", "NAMINGS", "CHECKPOINT_SUFFIXES"]
 
-LAYOUTS = ("lottery-ticket", "openlth", "lightning", "custom")
+NAMINGS = ("lottery-ticket", "openlth", "lightning", "custom")
 KINDS = ("snapshot", "best", "initial")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")
 
@@ -92,14 +92,14 @@ class Discovery:
     """What :func:`discover` found.
 
     Attributes:
-        layout: ``"lottery-ticket"``, ``"openlth"``, ``"lightning"`` or ``"custom"``.
+        naming: the naming scheme found: ``"lottery-ticket"``, ``"openlth"``, ``"lightning"`` or ``"custom"``.
         checkpoints: the checkpoints, sorted (see :class:`CheckpointRef`).
         unmatched: checkpoint-like files not used (matching no layout, another layout, or shadowed), sorted.
         masks: iteration -> ``mask.pth`` (OpenLTH).
         reports: iteration -> ``sparsity_report.json`` (OpenLTH).
     """
 
-    layout: str
+    naming: str
     checkpoints: list[CheckpointRef]
     unmatched: list[Path]
     masks: dict[int, Path] = field(default_factory=dict)
@@ -108,7 +108,7 @@ class Discovery:
 
 @dataclass
 class _Found:
-    """The files one layout claims."""
+    """The files one naming scheme claims."""
 
     refs: list[CheckpointRef] = field(default_factory=list)
     ignored: list[Path] = field(default_factory=list)  # known auxiliary files, skipped quietly
@@ -117,16 +117,16 @@ class _Found:
     types: set[str] = field(default_factory=set)
 
 
-def discover(root: Path, *, layout_regex: str | None = None) -> Discovery:
+def discover(root: Path, *, naming_regex: str | None = None) -> Discovery:
     """Find and order the checkpoints under ``root``.
 
     Args:
         root: the unpacked folder (searched recursively; links to folders are not followed).
-        layout_regex: a custom layout (see the module docstring); None detects the layout.
+        naming_regex: a custom naming (``--layout REGEX``, see the module docstring); None detects the naming.
 
     Raises:
         ArchiveError: ``root`` is not a folder, holds no checkpoints, or two files map to the same checkpoint.
-        ConfigError: ``layout_regex`` is not a valid pattern or lacks the ``iteration`` group.
+        ConfigError: ``naming_regex`` is not a valid pattern or lacks the ``iteration`` group.
 
     Example:
         >>> import tempfile
@@ -140,8 +140,8 @@ def discover(root: Path, *, layout_regex: str | None = None) -> Discovery:
     if not root.is_dir():
         raise ArchiveError(f"{root}: not a folder")
     rels = sorted(_walk(root), key=lambda p: p.as_posix())
-    if layout_regex is not None:
-        name, found = "custom", _match_custom(rels, layout_regex)
+    if naming_regex is not None:
+        name, found = "custom", _match_custom(rels, naming_regex)
     else:
         candidates = {
             "lottery-ticket": _match_lottery_ticket(rels),
@@ -157,11 +157,11 @@ def discover(root: Path, *, layout_regex: str | None = None) -> Discovery:
     used |= {p for paths in (*found.masks.values(), *found.reports.values()) for p in paths}
     unmatched = sorted({p for p in rels if p not in used and _checkpoint_like(p)} | set(shadowed))
     if not refs:
-        hint = f"no file matches --layout {layout_regex!r}" if layout_regex is not None else f"({_LOOKED_FOR})"
+        hint = f"no file matches --layout {naming_regex!r}" if naming_regex is not None else f"({_LOOKED_FOR})"
         extra = f"; checkpoint-like files: {_some(unmatched)}" if unmatched else ""
         raise ArchiveError(f"{root}: no checkpoints found {hint}{extra}")
     return Discovery(
-        layout=name,
+        naming=name,
         checkpoints=sorted(CheckpointRef(r.iteration, r.epoch, root / r.path, r.kind) for r in refs),
         unmatched=[root / p for p in unmatched],
         masks={k: root / _single(root, f"mask for iteration {k}", v) for k, v in sorted(found.masks.items())},
@@ -249,14 +249,14 @@ def _lightning_iteration(rel: PurePosixPath) -> int | None:
     return None
 
 
-def _match_custom(rels: list[PurePosixPath], layout_regex: str) -> _Found:
+def _match_custom(rels: list[PurePosixPath], naming_regex: str) -> _Found:
     try:
-        rx = re.compile(layout_regex)
+        rx = re.compile(naming_regex)
     except re.error as exc:
-        raise ConfigError(f"--layout {layout_regex!r}: not a valid regular expression ({exc})") from None
+        raise ConfigError(f"--layout {naming_regex!r}: not a valid regular expression ({exc})") from None
     if "iteration" not in rx.groupindex:
         raise ConfigError(
-            f"--layout {layout_regex!r}: needs a named group (?P<iteration>...) and optionally (?P<epoch>...)"
+            f"--layout {naming_regex!r}: needs a named group (?P<iteration>...) and optionally (?P<epoch>...)"
         )
     found = _Found()
     for rel in rels:
@@ -269,12 +269,12 @@ def _match_custom(rels: list[PurePosixPath], layout_regex: str) -> _Found:
             continue
         if not groups["iteration"]:
             continue
-        iteration = _as_int(layout_regex, "iteration", groups["iteration"], rel)
+        iteration = _as_int(naming_regex, "iteration", groups["iteration"], rel)
         epoch = groups.get("epoch")
         if groups.get("best") is not None or not epoch:
             found.refs.append(_ref(iteration, None, rel, "best"))
         else:
-            found.refs.append(_ref(iteration, _as_int(layout_regex, "epoch", epoch, rel), rel, "snapshot"))
+            found.refs.append(_ref(iteration, _as_int(naming_regex, "epoch", epoch, rel), rel, "snapshot"))
     return found
 
 
