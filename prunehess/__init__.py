@@ -23,6 +23,8 @@ from prunehess.estimators import (
     wasserstein_distance,
 )
 from prunehess.operators import (
+    EmpiricalFisherOperator,
+    GGNOperator,
     HessianOperator,
     LambdaOperator,
     LinearOperator,
@@ -36,6 +38,8 @@ from prunehess.operators import (
 __all__ = [
     # operators
     "HessianOperator",
+    "GGNOperator",
+    "EmpiricalFisherOperator",
     "split_batch",
     "detect_masks",
     "ParameterSpace",

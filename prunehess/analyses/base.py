@@ -33,26 +33,32 @@ class Workspace:
         seed: the run's seed (probes and start vectors are drawn from it, as PyHessian's ``seed``).
         batched_products: whether the product engine computes several products at once faster than one by one
             (a batched strategy was chosen), so that probes are worth batching.
-        requested: the by-products that the analyses of this run asked earlier ones to hand on
-            (e.g. ``"krylov_basis"``: the density run's basis, to deflate the trace).
+        requested: how many of the run's analyses asked earlier ones to hand on each by-product (e.g.
+            ``"krylov_basis"``: the density run's basis, which deflates the trace and holds the top eigenvectors).
         results: ``name -> result`` of the analyses that already ran.
     """
 
     seed: int
     batched_products: bool = False
-    requested: frozenset[str] = frozenset()
+    requested: Mapping[str, int] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     _handed: dict[str, Any] = field(default_factory=dict)
+    _takers: dict[str, int] = field(default_factory=dict)
 
     def hand_on(self, name: str, value: Any) -> None:
-        """Keep ``value`` for a later analysis that asked for ``name`` (dropped at once if none did)."""
-        if name in self.requested:
+        """Keep ``value`` for the later analyses that asked for ``name`` (dropped at once if none did)."""
+        if self.requested.get(name, 0) > 0:
             self._handed[name] = value
+            self._takers[name] = self.requested[name]
 
     def take(self, name: str) -> Any:
-        """The by-product ``name`` (``None`` if nobody made it); the workspace forgets it, so its memory goes
-        with the taker's last reference."""
-        return self._handed.pop(name, None)
+        """The by-product ``name`` (``None`` if nobody made it). After its last taker took it, the workspace
+        forgets it, so its memory goes with that taker's last reference."""
+        value = self._handed.get(name)
+        self._takers[name] = self._takers.get(name, 1) - 1
+        if self._takers[name] <= 0:
+            self._handed.pop(name, None)
+        return value
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Running the analyses of one operator: the enabled ones, in compute order, sharing one workspace."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from prunehess.analyses.base import Analysis, Workspace
 from prunehess.analyses.registry import ANALYSES, compute_order
@@ -18,19 +19,18 @@ class Plan:
     """
 
     steps: tuple[tuple[Analysis, Any], ...]
-    requested: frozenset[str]
+    requested: Mapping[str, int]
 
     @classmethod
     def of(cls, options: Any, *, layer: bool = False) -> "Plan":
         """The plan of a run's :class:`~prunehess.analyses.registry.AnalysisOptions` for the whole network, or for a
-        layer's block (``layer=True``: only the analyses that run per layer)."""
-        steps = []
-        for unit in compute_order(ANALYSES):
-            own = getattr(options, unit.name)
-            if unit.enabled(own) and (unit.layers or not layer):
-                steps.append((unit, own))
-        requested = frozenset().union(*(unit.requests(own) for unit, own in steps))
-        return cls(tuple(steps), requested)
+        layer's block (``layer=True``: only the analyses that run per layer). Analyses that take a by-product of
+        an earlier one run as soon as they can, so that it is freed before the others run."""
+        chosen = [unit for unit in ANALYSES if unit.enabled(getattr(options, unit.name)) and (unit.layers or not layer)]
+        takes = {unit.name: unit.requests(getattr(options, unit.name)) for unit in chosen}
+        steps = tuple((unit, getattr(options, unit.name))
+                      for unit in compute_order(tuple(chosen), first=lambda unit: bool(takes[unit.name])))
+        return cls(steps, dict(Counter(name for names in takes.values() for name in names)))
 
     def run(self, op: Any, *, seed: int, batched_products: bool = False) -> dict[str, Any]:
         """``name -> result`` of every step on the operator ``op``."""

@@ -12,19 +12,21 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from prunehess.analyses.base import Analysis
 from prunehess.options import check, option
 
-__all__ = ["ANALYSES", "ScopeOptions", "AnalysisOptions", "analysis", "compute_order", "PARAM_MODES"]
+__all__ = ["ANALYSES", "ScopeOptions", "AnalysisOptions", "analysis", "compute_order", "PARAM_MODES", "CURVATURES"]
 
 PARAM_MODES = ("active", "all")
+CURVATURES = ("hessian", "ggn", "fisher")
 
 
 @dataclass(frozen=True)
 class ScopeOptions:
-    """What is analysed: which coordinates (the surviving weights, or every one as PyHessian) and which blocks."""
+    """What is analysed: which curvature matrix, which coordinates (the surviving weights, or every one as PyHessian)
+    and which blocks."""
 
     params: str = option("active", choices=PARAM_MODES,
                          help="active: the Hessian over surviving weights (pruned ones are not parameters); all: every "
@@ -32,6 +34,10 @@ class ScopeOptions:
     compute_each_layer: bool = option(False, aliases=("--compute_each_layer",),
                                       help="Also analyse each parameter tensor's diagonal block (folders "
                                            "*_layer<k>/).")
+    curvature: str = option("hessian", choices=CURVATURES,
+                            help="Which curvature matrix: the loss Hessian; the generalised Gauss–Newton JᵀH_ℓJ "
+                                 "(positive semi-definite, no second derivatives of the network); or the empirical "
+                                 "Fisher (mean of per-sample gradient outer products).")
 
     def __post_init__(self) -> None:
         check(self)
@@ -63,8 +69,10 @@ def analysis(name: str) -> Analysis:
     raise KeyError(f"no analysis {name!r}; known: {', '.join(unit.name for unit in ANALYSES)}")
 
 
-def compute_order(units: tuple[Analysis, ...] = ANALYSES) -> tuple[Analysis, ...]:
-    """``units`` in an order where each runs after those it names in ``after`` (ties by position).
+def compute_order(units: tuple[Analysis, ...] = ANALYSES,
+                  first: Callable[[Analysis], bool] = lambda unit: False) -> tuple[Analysis, ...]:
+    """``units`` in an order where each runs after those it names in ``after``; among those ready, the ones
+    ``first`` prefers, then by position.
 
     Example:
         >>> [unit.name for unit in compute_order()][:3]
@@ -77,8 +85,9 @@ def compute_order(units: tuple[Analysis, ...] = ANALYSES) -> tuple[Analysis, ...
         ready = [unit for unit in waiting if all(d in {u.name for u in done} or d not in names for d in unit.after)]
         if not ready:
             raise RuntimeError(f"analyses wait on each other: {[unit.name for unit in waiting]}")
-        done.append(ready[0])
-        waiting.remove(ready[0])
+        chosen = next((unit for unit in ready if first(unit)), ready[0])
+        done.append(chosen)
+        waiting.remove(chosen)
     return tuple(done)
 
 

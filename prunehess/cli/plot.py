@@ -119,6 +119,8 @@ _seed_command("trace", "plot_trace", "trace",
               "Hessian trace (± 2 standard errors) against epoch, one figure per pruning iteration (model<i>.jpg).")
 _seed_command("top-eigenvalues-best", "plot_top_eigenvalues_best", "top_eigenvalues_best",
               "Top eigenvalue of each iteration's best checkpoint against the percent remaining (best_model.jpg).")
+_seed_command("accuracy-best", "plot_accuracy_best", "accuracy_best",
+              "Test accuracy of each iteration's best checkpoint against the percent remaining (best_model.jpg).")
 _seed_command("trace-best", "plot_trace_best", "trace_best",
               "Trace (± 2 standard errors) of each iteration's best checkpoint against the percent remaining "
               "(best_model.jpg).")
@@ -146,10 +148,23 @@ def layer_match(**kwargs) -> None:
     _report(plot_layer_match(**kwargs), kwargs["save_path"])
 
 
+@plot.command("overlap")
+@_options("0")
+def overlap(**kwargs) -> None:
+    """Top-k eigenspace overlaps (epoch x epoch per iteration: model<i>.jpg; best x best across iterations:
+    best_model.jpg) and each layer's share of the top eigenvector (layer_share.jpg), from the eigenvectors that
+    extract --save-eigenvectors wrote."""
+    from prunehess.plots import plot_overlap
+
+    kwargs = _completed(kwargs, "overlap")
+    _report(plot_overlap(**kwargs), kwargs["save_path"])
+
+
 @plot.command("all")
 @_options("all")
 def plot_all(**kwargs) -> None:
-    """Every plot, in top_eigenvalues/, trace/, SLQ/, top_eigenvalues_best/, trace_best/, layer_match/."""
+    """Every plot, in top_eigenvalues/, trace/, SLQ/, top_eigenvalues_best/, trace_best/, accuracy_best/,
+    layer_match/ (and the landscape and overlap figures when their results exist)."""
     from prunehess.plots import plot_all as run
 
     kwargs = _completed(kwargs, "")

@@ -23,9 +23,10 @@ __all__ = ["report"]
 def report(output: Path, dest: Path | None, model_name: str, dataset_name: str, dpi: int) -> None:
     """Write a self-contained HTML report of an extract OUTPUT folder.
 
-    The page holds the run's configuration, the summary table, every trend, every spectral density and, with
-    per-layer results, the layer-vs-full-spectrum distances; images are embedded, so the single file can be
-    attached or mailed.
+    The page opens with what pruning did: the best checkpoints' top eigenvalue, trace (± 2 standard errors) and
+    test accuracy against the percent of weights remaining, in numbers and one figure; then every trend, every
+    spectral density and, with per-layer results, each layer; the configuration and the full summary table come
+    last, folded. Images are embedded, so the single file can be attached or mailed.
 
     \b
     Example:

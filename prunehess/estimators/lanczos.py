@@ -23,7 +23,8 @@ from prunehess.estimators.sampling import gaussian, make_generator
 from prunehess.operators.base import LinearOperator, as_operator
 from prunehess.options import check, option
 
-__all__ = ["EigenOptions", "Tridiagonal", "lanczos_tridiagonal", "lanczos_top_eigen", "tridiagonal_matrix"]
+__all__ = ["EigenOptions", "BottomEigenOptions", "Tridiagonal", "lanczos_tridiagonal", "lanczos_top_eigen",
+           "lanczos_bottom_eigen", "tridiagonal_matrix", "converged_pairs"]
 
 EIGEN_METHODS = ("lanczos", "power")
 
@@ -41,6 +42,28 @@ class EigenOptions:
                         help="Eigenvalue tolerance: Lanczos residual ≤ tol·|λ|; power: relative change < tol "
                              "(PyHessian).")
     max_iter: int = option(100, minimum=1, help="Most Lanczos steps / power iterations.")
+    vectors: bool = option(False, key="save_eigenvectors",
+                           help="Also save the top eigenvectors (eigenvectors/*.npz: one array per parameter, 0 on "
+                                "pruned weights): the density run's Ritz vectors when converged, no extra products.")
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass(frozen=True)
+class BottomEigenOptions:
+    """How the smallest eigenvalues (negative curvature) are computed: read from the density's Lanczos run when its
+    smallest Ritz values meet ``tol`` relative to the spectrum's scale (``max |θ|``), else
+    :func:`lanczos_bottom_eigen`."""
+
+    k: int = option(1, key="bottom_n", minimum=0,
+                    help="How many smallest eigenvalues (negative curvature: saddles); 0 computes none.")
+    tol: float = option(1e-3, key="bottom_tol", positive=True,
+                        help="Tolerance of the smallest eigenvalues: Lanczos residual ≤ tol·max|λ| (relative to the "
+                             "spectrum's scale, since they may be near zero).")
+    max_iter: int = option(200, key="bottom_max_iter", minimum=1,
+                           help="Most Lanczos steps for the smallest eigenvalues when the density's run did not "
+                                "converge them.")
 
     def __post_init__(self) -> None:
         check(self)
@@ -166,24 +189,39 @@ def lanczos_tridiagonal(
 
 
 def _ritz(alpha: Tensor, beta: Tensor, k: int, which: str) -> tuple[Tensor, Tensor, Tensor]:
-    """Top-``k`` Ritz values, their ``T`` eigenvectors and residual bounds ``|β_m s_m|``."""
+    """The ``k`` wanted Ritz values (largest ``LA``, largest in magnitude ``LM``, smallest ``SA``, in that order),
+    their ``T`` eigenvectors and residual bounds ``|β_m s_m|``."""
     theta, S = torch.linalg.eigh(tridiagonal_matrix(alpha, beta))
-    key = theta.abs() if which == "LM" else theta
+    key = theta.abs() if which == "LM" else (-theta if which == "SA" else theta)
     order = torch.argsort(key, descending=True)[:k]
     return theta[order], S[:, order], (beta[-1] * S[-1, order]).abs()
+
+
+def converged_pairs(theta: Tensor, residuals: Tensor, tol: float, *, scale: Optional[float] = None,
+                    eps: float = torch.finfo(torch.float32).eps) -> bool:
+    """Whether every Ritz pair meets ``residual ≤ tol · |θ|`` (``scale=None``: relative to each value, the top
+    eigenvalues' criterion) or ``residual ≤ tol · scale`` (relative to the spectrum's scale, e.g. ``max |θ|``: the
+    criterion for eigenvalues near zero, such as a pruned network's smallest). Values below ``eps`` times the
+    largest count as that floor."""
+    floor = eps * float(theta.abs().max())
+    if scale is not None:
+        return bool((residuals <= tol * max(float(scale), floor)).all())
+    return bool((residuals <= tol * torch.clamp(theta.abs(), min=floor)).all())
 
 
 def lanczos_top_eigen(
     A: Union[LinearOperator, Tensor],
     *,
     k: int = 1,
-    which: Literal["LA", "LM"] = "LA",
+    which: Literal["LA", "LM", "SA"] = "LA",
     tol: float = 1e-4,
     max_iter: Optional[int] = None,
     seed: int = 0,
     return_eigenvectors: bool = False,
 ) -> EigenResult:
-    """The ``k`` largest eigenvalues (``which="LA"``) or largest in magnitude (``"LM"``, power iteration's) of ``A``.
+    """The ``k`` largest eigenvalues (``which="LA"``), largest in magnitude (``"LM"``, power iteration's) or
+    smallest (``"SA"``, with the criterion relative to the spectrum's scale: see :func:`lanczos_bottom_eigen`) of
+    ``A``.
 
     Single-vector Lanczos sees one copy of each eigenvalue in its Krylov space; further copies of an exactly
     repeated eigenvalue are found when the space becomes invariant and the run restarts, not while it is still
@@ -204,8 +242,8 @@ def lanczos_top_eigen(
     op = as_operator(A)
     if not 1 <= k <= op.size:
         raise ValueError(f"k must be between 1 and the operator size {op.size}, got {k}")
-    if which not in ("LA", "LM"):
-        raise ValueError(f"which must be 'LA' or 'LM', got {which!r}")
+    if which not in ("LA", "LM", "SA"):
+        raise ValueError(f"which must be 'LA', 'LM' or 'SA', got {which!r}")
     max_iter = min(op.size, max_iter if max_iter is not None else max(100, 10 * k))
     generator = make_generator(seed)
     start = gaussian((op.size,), generator=generator, dtype=op.dtype, device=op.device)
@@ -215,7 +253,8 @@ def lanczos_top_eigen(
             return False  # just restarted after an invariant subspace: let the new block grow first
         theta, _, res = _ritz(alpha, beta, k, which)
         floor = torch.finfo(op.dtype).eps * float(theta.abs().max())
-        if not bool((res <= tol * torch.clamp(theta.abs(), min=floor)).all()):
+        scale = _spectrum_scale(alpha, beta) if which == "SA" else None
+        if not converged_pairs(theta, res, tol, scale=scale, eps=torch.finfo(op.dtype).eps):
             return False
         restarts = torch.nonzero(beta[:-1] == 0).reshape(-1)
         if restarts.numel():
@@ -223,7 +262,8 @@ def lanczos_top_eigen(
             # also have converged its top pair, or a further copy of a repeated eigenvalue may be missed
             start = int(restarts[-1]) + 1
             theta_new, _, res_new = _ritz(alpha[start:], beta[start:], 1, which)
-            return bool(res_new[0] <= tol * max(float(theta_new.abs()[0]), floor))
+            reference = _spectrum_scale(alpha, beta) if which == "SA" else float(theta_new.abs()[0])
+            return bool(res_new[0] <= tol * max(reference, floor))
         return True
 
     tri = lanczos_tridiagonal(
@@ -246,3 +286,35 @@ def lanczos_top_eigen(
         converged=bool(ok),
         method="lanczos",
     )
+
+
+def _spectrum_scale(alpha: Tensor, beta: Tensor) -> float:
+    """``max |θ|`` over the run's Ritz values: an estimate of ``‖A‖₂`` from below."""
+    return float(torch.linalg.eigvalsh(tridiagonal_matrix(alpha, beta)).abs().max())
+
+
+def lanczos_bottom_eigen(
+    A: Union[LinearOperator, Tensor],
+    *,
+    k: int = 1,
+    tol: float = 1e-4,
+    max_iter: Optional[int] = None,
+    seed: int = 0,
+    return_eigenvectors: bool = False,
+) -> EigenResult:
+    """The ``k`` smallest (most negative) eigenvalues of ``A``, smallest first.
+
+    Lanczos from a Gaussian start vector, as :func:`lanczos_top_eigen`, watching the other end of the spectrum:
+    negative curvature directions of a Hessian (saddles, Dauphin et al., NeurIPS 2014). The smallest eigenvalues
+    of a trained network's Hessian sit near zero, where ``tol · |θ|`` would ask for an absolute accuracy far below
+    the products' rounding; so a pair has converged when its residual is ``≤ tol · max |θ|`` (the spectrum's
+    scale, an estimate of ``‖A‖₂``): the eigenvalue is then within ``tol · ‖A‖₂`` of an exact one.
+
+    Example:
+        >>> import torch
+        >>> A = torch.diag(torch.linspace(-2.0, 10.0, 50, dtype=torch.float64))
+        >>> [round(x, 4) for x in lanczos_bottom_eigen(A, k=2, tol=1e-8).eigenvalues.tolist()]
+        [-2.0, -1.7551]
+    """
+    return lanczos_top_eigen(A, k=k, which="SA", tol=tol, max_iter=max_iter, seed=seed,
+                             return_eigenvectors=return_eigenvectors)

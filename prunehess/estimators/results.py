@@ -68,6 +68,20 @@ class Deflation:
     basis: Tensor  # (k, n), rows orthonormal, on the operator's device
     trace: float
     seed: Optional[int] = None  # the seed the basis's start vector was drawn with: probes must not share it
+    ritz_values: Optional[Tensor] = None  # (k,) float64: the eigenvalues θ of the run's tridiagonal T, ascending
+    ritz_coefficients: Optional[Tensor] = None  # (k, k) float64: T's eigenvectors S (columns), so Ritz vectors are basisᵀS
+    coupling: float = 0.0  # β_k, the run's last off-diagonal: Ritz residuals are |β_k S[k−1, j]|
+
+    def ritz_pairs(self, k: int, *, smallest: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """The ``k`` largest (or ``smallest``) Ritz values, their Ritz vectors ``basisᵀ s_j`` (columns, unit norm,
+        on the basis's device) and residual bounds ``‖A x − θ x‖ ≤ |β_k s_{k,j}|`` (Golub & Van Loan §10.1): what
+        the run already knows of the extreme eigenpairs, without products."""
+        if self.ritz_values is None or self.ritz_coefficients is None:
+            raise ValueError("this basis carries no Ritz pairs (made by slq_density(deflation=True) only)")
+        order = torch.argsort(self.ritz_values, descending=not smallest)[:k]
+        S = self.ritz_coefficients[:, order]
+        vectors = self.basis.T @ S.to(self.basis.dtype)
+        return self.ritz_values[order], vectors / vectors.norm(dim=0, keepdim=True), (self.coupling * S[-1]).abs()
 
     def project_out(self, Z: Tensor) -> Tensor:
         """``(I − basisᵀ basis) Z`` for columns ``Z`` (``n × b``), in place (matrix–vector products for one

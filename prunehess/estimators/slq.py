@@ -56,8 +56,9 @@ def slq_density(
 
     ``deflation=True`` also returns, in ``result.deflation``, the first run's Krylov basis and ``tr(T) = Σ αⱼ``
     (a :class:`~prunehess.estimators.results.Deflation` for :func:`~prunehess.estimators.hutchinson_trace`, whose
-    probes must then come from another seed): the basis storage stays alive as long as the result holds it. Not
-    returned when the run spans the space (its trace is then exact).
+    probes must then come from another seed), with the run's Ritz pairs (``Deflation.ritz_pairs``: eigenvectors
+    without products): the basis storage stays alive as long as the result holds it. When the run spans the space
+    its trace is exact, and its Ritz pairs are the operator's eigenpairs.
 
     Example:
         >>> import torch
@@ -90,8 +91,11 @@ def slq_density(
     weights = torch.zeros(n_runs, m, dtype=torch.float64)
     residuals = torch.zeros(n_runs, m, dtype=torch.float64)
     lengths = torch.zeros(n_runs, dtype=torch.long)
+    first_pairs = None
     for r, (alpha, beta) in enumerate(zip(alphas, betas)):
         theta, S = torch.linalg.eigh(tridiagonal_matrix(alpha, beta))
+        if r == 0:
+            first_pairs = (theta, S, float(beta[-1]))
         w = S[0] ** 2
         length = theta.shape[0]
         nodes[r, :length], weights[r, :length] = theta, w / w.sum()
@@ -100,7 +104,9 @@ def slq_density(
         if length < op.size:  # a run that spans the space has exact nodes
             residuals[r, :length] = (beta[-1] * S[-1]).abs()
     first = None
-    if keep and int(lengths[0]) < op.size:
-        first = Deflation(basis=tri[0].bases[0], trace=float(alphas[0].double().sum()), seed=seed)
+    if keep:
+        theta, S, coupling = first_pairs
+        first = Deflation(basis=tri[0].bases[0], trace=float(alphas[0].double().sum()), seed=seed,
+                          ritz_values=theta, ritz_coefficients=S, coupling=coupling)
     return DensityResult(nodes=nodes, weights=weights, n_hvp=sum(t.n_hvp for t in tri), dim=op.size,
                          residuals=residuals, lengths=lengths, deflation=first)

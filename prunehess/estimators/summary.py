@@ -20,14 +20,16 @@ import torch
 from torch import Tensor
 
 from prunehess.estimators.hutchinson import TraceOptions, hutchinson_trace, hutchpp_trace
-from prunehess.estimators.lanczos import EigenOptions, lanczos_top_eigen
+from prunehess.estimators.lanczos import (BottomEigenOptions, EigenOptions, converged_pairs, lanczos_bottom_eigen,
+                                          lanczos_top_eigen)
 from prunehess.estimators.power import power_iteration
-from prunehess.estimators.results import DensityResult, EigenResult, TraceResult
+from prunehess.estimators.results import Deflation, DensityResult, EigenResult, TraceResult
 from prunehess.estimators.slq import DensityOptions, slq_density
 from prunehess.operators.base import LinearOperator, as_operator
 
 __all__ = ["CurvatureSummary", "curvature_summary", "top_eigen_from_density", "exact_trace_from_density",
-           "trace_after_density", "top_eigen_after_density", "wants_deflation"]
+           "bottom_eigen_from_density", "trace_after_density", "top_eigen_after_density",
+           "bottom_eigen_after_density", "top_eigenpairs_from_basis", "wants_deflation"]
 
 
 @dataclass(frozen=True)
@@ -48,18 +50,29 @@ def top_eigen_from_density(density: DensityResult, k: int, *, tol: float, run: i
     """The ``k`` largest Ritz values of the density's run ``run`` when each has residual bound ``≤ tol·|θ|``
     (``lanczos_top_eigen``'s criterion) or the run spans the space; ``None`` otherwise, or when the run ended
     early on an invariant subspace (it may then miss eigenvalues outside it). No products."""
+    return _extreme_from_density(density, k, tol=tol, run=run, smallest=False)
+
+
+def bottom_eigen_from_density(density: DensityResult, k: int, *, tol: float, run: int = 0) -> Optional[EigenResult]:
+    """The ``k`` smallest Ritz values of the density's run ``run``, smallest first, when each has residual bound
+    ``≤ tol·max|θ|`` (``lanczos_bottom_eigen``'s criterion) or the run spans the space; ``None`` otherwise."""
+    return _extreme_from_density(density, k, tol=tol, run=run, smallest=True)
+
+
+def _extreme_from_density(density: DensityResult, k: int, *, tol: float, run: int, smallest: bool
+                          ) -> Optional[EigenResult]:
     if density.residuals is None or density.lengths is None:
         return None
     length = int(density.lengths[run])
     exact = density.spans_space(run)
     if k > length or (length < density.nodes.shape[1] and not exact):
         return None
-    theta = density.nodes[run, :length]
+    nodes = density.nodes[run, :length]
     res = density.residuals[run, :length]
-    order = torch.argsort(theta, descending=True)[:k]
-    theta, res = theta[order], res[order]
-    floor = torch.finfo(torch.float32).eps * float(theta.abs().max())
-    if not exact and not bool((res <= tol * torch.clamp(theta.abs(), min=floor)).all()):
+    order = torch.argsort(nodes, descending=not smallest)[:k]
+    theta, res = nodes[order], res[order]
+    scale = float(nodes.abs().max()) if smallest else None
+    if not exact and not converged_pairs(theta, res, tol, scale=scale):
         return None
     return EigenResult(eigenvalues=theta, eigenvectors=None, residuals=torch.zeros_like(res) if exact else res,
                        n_hvp=0, n_iter=length, converged=True, method="lanczos")
@@ -107,6 +120,33 @@ def top_eigen_after_density(A: Union[LinearOperator, Tensor], density: DensityRe
     eigen = top_eigen_from_density(density, k, tol=options.tol)
     if eigen is None:
         eigen = lanczos_top_eigen(op, k=k, tol=options.tol, max_iter=max(options.max_iter, 2 * k), seed=seed)
+    return eigen
+
+
+def top_eigenpairs_from_basis(density: DensityResult, basis: Optional[Deflation], k: int, *, tol: float
+                              ) -> Optional[EigenResult]:
+    """The top ``k`` eigenvalues and unit eigenvectors from the density's first run, without products: its Ritz
+    pairs (``basis``, from ``slq_density(deflation=True)``) when :func:`top_eigen_from_density` accepts its values
+    (the same values, the same criterion); ``None`` otherwise (then ask Lanczos for eigenvectors, after dropping
+    the basis: it may be large)."""
+    if basis is None or basis.ritz_values is None or top_eigen_from_density(density, k, tol=tol) is None:
+        return None
+    theta, vectors, residuals = basis.ritz_pairs(k)
+    return EigenResult(eigenvalues=theta, eigenvectors=vectors,
+                       residuals=torch.zeros_like(residuals) if density.spans_space() else residuals, n_hvp=0,
+                       n_iter=int(basis.basis.shape[0]), converged=True, method="lanczos")
+
+
+def bottom_eigen_after_density(A: Union[LinearOperator, Tensor], density: DensityResult,
+                               options: BottomEigenOptions, *, seed: int) -> EigenResult:
+    """The ``options.k`` smallest eigenvalues (at most the size of ``A``), smallest first, given its density: read
+    from the density's first run when they meet ``options.tol`` (relative to the spectrum's scale), else
+    :func:`~prunehess.estimators.lanczos_bottom_eigen`."""
+    op = as_operator(A)
+    k = min(options.k, op.size)
+    eigen = bottom_eigen_from_density(density, k, tol=options.tol)
+    if eigen is None:
+        eigen = lanczos_bottom_eigen(op, k=k, tol=options.tol, max_iter=max(options.max_iter, 2 * k), seed=seed)
     return eigen
 
 

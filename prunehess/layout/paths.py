@@ -6,6 +6,7 @@ readers). It joins every path of the tree: no other module builds one from strin
 from __future__ import annotations
 
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from prunehess.layout.names import (
 )
 from prunehess.storage import sweep_temporaries
 
-__all__ = ["TreePaths", "ResultKey"]
+__all__ = ["TreePaths", "ResultKey", "LANDSCAPE_NAMES", "BARRIER_KINDS"]
 
 ResultKey = tuple[int, Optional[int], Optional[int]]
 """``(iteration, epoch, layer)`` of one checkpoint's results for the whole model (``layer`` ``None``) or a layer."""
@@ -260,6 +261,85 @@ class TreePaths:
                    self.records_dir]
         return sweep_temporaries(folders)
 
+    # ------------------------------------------------------------------ landscape geometry (landscape, barrier)
+    LANDSCAPE_DIR = "landscape"
+    BARRIER_DIR = "barrier"
+
+    @property
+    def landscape_dir(self) -> Path:
+        """``root/landscape``: ``prunehess landscape``'s loss curves and surfaces."""
+        return self.root / self.LANDSCAPE_DIR
+
+    def landscape_path(self, direction: str, tag: str) -> Path:
+        """``landscape/<direction><III>_<EE>.txt``, e.g. ``landscape/top1001_best.txt`` (a curve) or
+        ``landscape/top1-top2001_best.txt`` (the surface); ``direction`` is one of :data:`LANDSCAPE_NAMES`."""
+        if direction not in LANDSCAPE_NAMES:
+            raise ValueError(f"landscape direction {direction!r} is not one of {', '.join(LANDSCAPE_NAMES)}")
+        return self.landscape_dir / f"{direction}{_checked_tag(tag)}.txt"
+
+    def list_landscapes(self) -> dict[tuple[str, str], Path]:
+        """``(direction, tag) -> path`` of every landscape file (empty without the folder), sorted by name."""
+        return _listed(self.landscape_dir, _LANDSCAPE_FILE, lambda m: (m["direction"], m["tag"]))
+
+    @property
+    def barrier_dir(self) -> Path:
+        """``root/barrier``: ``prunehess barrier``'s interpolation paths and their table."""
+        return self.root / self.BARRIER_DIR
+
+    @property
+    def barrier_table_file(self) -> Path:
+        """``barrier/barrier.csv``: one row per interpolated pair of checkpoints."""
+        return self.barrier_dir / "barrier.csv"
+
+    def barrier_path(self, kind: str, tag_a: str, tag_b: str) -> Path:
+        """``barrier/<kind>_<tagA>_<tagB>.txt``, e.g. ``barrier/consecutive_001_best_002_best.txt``; ``kind`` is
+        one of :data:`BARRIER_KINDS`."""
+        if kind not in BARRIER_KINDS:
+            raise ValueError(f"barrier kind {kind!r} is not one of {', '.join(BARRIER_KINDS)}")
+        return self.barrier_dir / f"{kind}_{_checked_tag(tag_a)}_{_checked_tag(tag_b)}.txt"
+
+    def list_barrier_paths(self) -> dict[tuple[str, str, str], Path]:
+        """``(kind, tag_a, tag_b) -> path`` of every interpolation path file (empty without the folder)."""
+        return _listed(self.barrier_dir, _BARRIER_FILE, lambda m: (m["kind"], m["a"], m["b"]))
+
+    def geometry_state_dir(self, command: str) -> Path:
+        """``.prunehess/landscape``, ``.prunehess/barrier`` or ``.prunehess/pruning_step``: the records of finished
+        files of that command."""
+        commands = (self.LANDSCAPE_DIR, self.BARRIER_DIR, self.PRUNING_STEP_DIR)
+        if command not in commands:
+            raise ValueError(f"{command!r} is not one of {', '.join(map(repr, commands))}")
+        return self.state_dir / command
+
+    def geometry_record_path(self, command: str, result: Path) -> Path:
+        """``.prunehess/<command>/<stem of result>.json``: the record of one landscape, barrier or pruning-step
+        file."""
+        result, records = Path(result), self.geometry_state_dir(command)  # (an unknown command is refused)
+        if result.parent != self.root / command:
+            raise ValueError(f"{result}: not a file of {self.root / command}")
+        return records / f"{result.stem}.json"
+
+    # ------------------------------------------------------------------ the pruning step (prunehess pruning-step)
+    PRUNING_STEP_DIR = "pruning_step"
+
+    @property
+    def pruning_step_dir(self) -> Path:
+        """``root/pruning_step``: ``prunehess pruning-step``'s tables."""
+        return self.root / self.PRUNING_STEP_DIR
+
+    @property
+    def pruning_step_table_file(self) -> Path:
+        """``pruning_step/pruning_step.csv``: one row per step and per layer, and one for the whole model."""
+        return self.pruning_step_dir / "pruning_step.csv"
+
+    def pruning_step_path(self, tag_a: str, tag_b: str) -> Path:
+        """``pruning_step/step_<tagA>_<tagB>.csv``: the rows of the step from checkpoint ``tag_a`` to ``tag_b``,
+        e.g. ``pruning_step/step_001_best_002_best.csv``."""
+        return self.pruning_step_dir / f"step_{_checked_tag(tag_a)}_{_checked_tag(tag_b)}.csv"
+
+    def list_pruning_steps(self) -> dict[tuple[str, str], Path]:
+        """``(tag_a, tag_b) -> path`` of every step file (empty without the folder), sorted by name."""
+        return _listed(self.pruning_step_dir, _STEP_FILE, lambda m: (m["a"], m["b"]))
+
 
 def _result_of(entry: Path, metric: str) -> tuple[int, int | None, str] | None:
     """``(iteration, epoch, ext)`` if ``entry``'s name is a result file name of ``metric``, else ``None``."""
@@ -268,3 +348,35 @@ def _result_of(entry: Path, metric: str) -> tuple[int, int | None, str] | None:
     except DataError:
         return None
     return (iteration, epoch, ext) if file_metric == metric else None
+
+
+# ----------------------------------------------------------------------- landscape geometry's file names
+LANDSCAPE_NAMES = ("top1", "top2", "random", "gradient", "top1-top2")
+"""The file-name prefixes of ``landscape/``: the four directions of a curve, and ``top1-top2``, the surface."""
+
+BARRIER_KINDS = ("consecutive", "rewind", "against")
+"""The pair kinds of ``barrier/``."""
+
+_TAG = r"\d{3,}_(?:\d{2,}|best)"
+_LANDSCAPE_FILE = re.compile(rf"^(?P<direction>top1-top2|top1|top2|random|gradient)(?P<tag>{_TAG})\.txt$")
+_BARRIER_FILE = re.compile(rf"^(?P<kind>consecutive|rewind|against)_(?P<a>{_TAG})_(?P<b>{_TAG})\.txt$")
+_STEP_FILE = re.compile(rf"^step_(?P<a>{_TAG})_(?P<b>{_TAG})\.csv$")
+
+
+def _checked_tag(tag: str) -> str:
+    """``tag`` if it is a checkpoint tag ``III_EE`` (``001_10``, ``000_00``, ``002_best``), else ValueError."""
+    if not isinstance(tag, str) or not re.fullmatch(_TAG, tag):
+        raise ValueError(f"{tag!r} is not a checkpoint tag III_EE (e.g. 001_best, 002_10)")
+    return tag
+
+
+def _listed(folder: Path, pattern: re.Pattern, key) -> dict:
+    """``key(match) -> path`` of the files in ``folder`` whose names match ``pattern``, sorted by name."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for entry in sorted(folder.iterdir()):
+        match = pattern.match(entry.name)
+        if match is not None and entry.is_file():
+            found[key(match)] = entry
+    return found

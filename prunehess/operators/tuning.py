@@ -1,4 +1,6 @@
-"""Measure the product strategies on one operator and pick the fastest within the memory rules.
+"""Measure the product strategies on one operator and pick the fastest within the memory rules
+(``extract --strategy tune``; the default, ``--strategy auto``, chooses without timing:
+:mod:`prunehess.operators.rule`).
 
 :func:`tune` times seconds per product (the fastest of ``repeats``) of each single-product strategy (``graph``,
 ``double_backward``, ``forward_over_reverse``), then, for graph reuse, the mini-batches merged into one chunk and

@@ -22,7 +22,7 @@ from prunehess.checkpoints import CheckpointRef, Discovery, LoadedCheckpoint, lo
 from prunehess.errors import CheckpointError
 from prunehess.layout import epoch_tag, iteration_tag
 from prunehess.models import is_prunable
-from prunehess.operators import HessianOperator
+from prunehess.operators import EmpiricalFisherOperator, GGNOperator, HessianOperator
 from prunehess.operators.hvp import eval_mode
 from prunehess.operators.masks import zero_masks
 from prunehess.pipeline.context import HessianBatch, RunContext
@@ -30,7 +30,10 @@ from prunehess.pipeline.events import BlockDone, CheckpointDone, Note
 from prunehess.pipeline.records import BlockRow, CheckpointRecord
 from prunehess.pipeline.strategy import RunStrategy
 
-__all__ = ["analyse_checkpoint", "checkpoint_tag", "checkpoint_fingerprint"]
+__all__ = ["analyse_checkpoint", "checkpoint_tag", "checkpoint_fingerprint", "OPERATORS"]
+
+OPERATORS = {"hessian": HessianOperator, "ggn": GGNOperator, "fisher": EmpiricalFisherOperator}
+"""``--curvature`` → the operator class (same constructor, same interface; see :mod:`prunehess.operators`)."""
 
 
 def checkpoint_tag(ref: CheckpointRef) -> str:
@@ -138,8 +141,10 @@ def analyse_checkpoint(ctx: RunContext, ref: CheckpointRef, strategy: RunStrateg
     load_into_model(ctx.model, ckpt)
     loss = _check_loss(ctx.model, ctx.batch, ref.path, ctx.share.reduce)
     accuracy = _test_accuracy(ctx.model, ctx.tests, ctx.device)
-    op = HessianOperator(ctx.model, ctx.batch.batches, masks=_active_masks(ctx.model, ckpt, ctx.config.analyses.scope.params),
-                         forward=ctx.forward, total_samples=ctx.batch.total_samples, reduce=ctx.share.reduce)
+    scope = ctx.config.analyses.scope
+    op = OPERATORS[scope.curvature](ctx.model, ctx.batch.batches, masks=_active_masks(ctx.model, ckpt, scope.params),
+                                    forward=ctx.forward, total_samples=ctx.batch.total_samples,
+                                    reduce=ctx.share.reduce)
     strategy.settle(op)
     remaining = _remaining_percent(ctx.model)
     rows = _blocks(ctx, op, ref, tag)

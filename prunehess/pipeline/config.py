@@ -30,7 +30,7 @@ from prunehess.options import all_keys, check, flat, from_flat, load_yaml_config
 
 __all__ = ["ExtractConfig", "SourceOptions", "DataOptions", "EngineOptions", "STRATEGY_CHOICES"]
 
-STRATEGY_CHOICES = ("auto", "graph", "double_backward", "forward_over_reverse")
+STRATEGY_CHOICES = ("auto", "tune", "graph", "double_backward", "forward_over_reverse")
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,10 @@ class EngineOptions:
     parallel: bool = option(False, numerics=False,
                             help="DataParallel over the visible GPUs for the Hessian-vector products.")
     strategy: str = option("auto", choices=STRATEGY_CHOICES, numerics=False,
-                           help="How Hessian-vector products are computed; auto measures on the first checkpoint "
-                                "(also whether to merge the mini-batches into one chunk, and on a GPU whether to "
-                                "replay products from CUDA graphs: faster, with more memory) and saves the choice "
-                                "for every checkpoint of the run.")
+                           help="How Hessian-vector products are computed; auto chooses by a rule without timing "
+                                "(graph reuse, mini-batches merged into larger chunks where their activations fit "
+                                "64 MiB, on a GPU replayed from CUDA graphs), tune times the candidates on the first "
+                                "checkpoint; either choice is saved for every checkpoint of the run.")
     data_parallel: bool = option(False, numerics=False,
                                  help="Under torchrun: split the Hessian batch across ranks (all-reduced HVPs) "
                                       "instead of sharding checkpoints.")

@@ -135,6 +135,10 @@ def _forward(model: nn.Module, config: ExtractConfig, device: torch.device, emit
     """``nn.DataParallel`` over the visible GPUs with ``--parallel`` (its gathering device first), else ``None``."""
     if not config.engine.parallel:
         return None
+    if config.analyses.scope.curvature != "hessian":
+        emit(Note(f"warning: --parallel (DataParallel) applies to the Hessian; the {config.analyses.scope.curvature} "
+                  "operator runs on one device (torchrun --data-parallel splits its batch across processes)"))
+        return None
     if device.type != "cuda":
         emit(Note("warning: --parallel needs CUDA devices; running on one device"))
         return None

@@ -38,7 +38,7 @@ from prunehess.pipeline.events import Listener, Note, print_lines
 from prunehess.pipeline.run import ExtractReport, extract, finish, go_through
 from prunehess.storage import FolderLock
 
-__all__ = ["run_extract", "launched_by_torchrun", "all_reduce_sum"]
+__all__ = ["run_extract", "launched_by_torchrun", "all_reduce_sum", "close_process_group"]
 
 DEFAULT_TIMEOUT_S = 24 * 3600
 
@@ -96,7 +96,7 @@ def run_extract(config: ExtractConfig, *, on_event: Listener = print_lines) -> O
     try:
         return _job(config, rank, world, device, emit)
     finally:
-        _close_process_group()
+        close_process_group()
 
 
 def _owner_start(config: ExtractConfig, rank: int, world: int, emit: Listener) -> tuple[Optional[FolderLock], Path]:
@@ -150,7 +150,7 @@ def _job(config: ExtractConfig, rank: int, world: int, device: torch.device, emi
             lock.release()
 
 
-def _close_process_group() -> None:
+def close_process_group() -> None:
     """``destroy_process_group()``, then give the collectives' worker threads time to let go of their last tensors.
 
     With torch 2.14, once ``torch.func`` has run (the forward-over-reverse and vmap strategies, measured by

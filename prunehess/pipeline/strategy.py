@@ -1,11 +1,14 @@
 """The run's Hessian-vector-product strategy: chosen once, saved, and the same for every checkpoint.
 
-With ``--strategy auto`` the first checkpoint computed times the strategies (:func:`prunehess.operators.tune`)
-and the choice is saved in ``.prunehess/strategy.json`` under the run's numerics key and device type, so that
-every checkpoint of the run, the ranks of a torchrun job and a resumed run use the same one (numbers agree to
-rounding across strategies; one run's numbers agree exactly). Under data parallelism every rank must run the same
-strategy, so nothing is timed: graph reuse. A named strategy is used as it is. The model's determinism is checked
-once, on the first operator.
+``--strategy auto`` (the default) chooses by a rule, without timing (:func:`prunehess.operators.rule.rule_tuning`:
+graph reuse, one product at a time, the mini-batches merged into chunks where their activations fit a memory
+budget, CUDA graphs on a GPU); ``--strategy tune`` times the candidates on the first checkpoint computed
+(:func:`prunehess.operators.tune`). Either choice is saved in ``.prunehess/strategy.json`` under the run's
+numerics key and device type, so that every checkpoint of the run, the ranks of a torchrun job and a resumed run
+use the same one (numbers agree to rounding across strategies; one run's numbers agree exactly): a choice saved
+before is reused, whichever way it was made. Under data parallelism every rank must run the same strategy:
+graph reuse, mini-batches as given. A named strategy is used as it is. The model's determinism is checked once,
+on the first operator.
 """
 from __future__ import annotations
 
@@ -14,18 +17,23 @@ from typing import Any, Optional
 import torch
 
 from prunehess.operators import HessianOperator, Tuning, tune
+from prunehess.operators.rule import rule_tuning
 from prunehess.pipeline.events import Listener, Note
 from prunehess.pipeline.state import RunState
 
-__all__ = ["RunStrategy"]
+__all__ = ["RunStrategy", "CHOSEN"]
+
+CHOSEN = ("auto", "tune")
+"""The ``--strategy`` values that choose (by rule, by timing) rather than name a strategy."""
 
 
 def _describe(choice: dict[str, Any], timings: dict[str, float], saved_by_other: bool) -> str:
-    line = "  HVP strategy: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items())
-    line += f" -> {choice['strategy']}{' (CUDA graphs)' if choice.get('cuda_graphs') else ''}"
+    measured = ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in timings.items())
+    line = f"  HVP strategy: {measured} ->" if measured else "  HVP strategy (by rule, untimed):"
+    line += f" {choice['strategy']}{' (CUDA graphs)' if choice.get('cuda_graphs') else ''}"
     line += f", chunks of {choice['chunk_size']}" if choice.get("chunk_size") else ""
     line += f" / batched {choice['batched_strategy']}"
-    return line + (" (measured first by another process of this run)" if saved_by_other else "")
+    return line + (" (chosen first by another process of this run)" if saved_by_other else "")
 
 
 class RunStrategy:
@@ -49,17 +57,19 @@ class RunStrategy:
         """The strategy of the run's finished checkpoints, without measuring (every checkpoint was done before)."""
         if self.choice is not None:
             return self.choice
-        if self.requested != "auto":
+        if self.requested not in CHOSEN:
             return {"strategy": self.requested, "batched_strategy": "loop"}
         return self.state.saved_strategy(self.device.type) or {}
 
     def _choose(self, op: HessianOperator) -> dict[str, Any]:
-        if self.requested != "auto" or op.reduces:
-            return {"strategy": "graph" if self.requested == "auto" else self.requested, "batched_strategy": "loop"}
+        if self.requested not in CHOSEN or op.reduces:
+            return {"strategy": "graph" if self.requested in CHOSEN else self.requested, "batched_strategy": "loop"}
         saved = self.state.saved_strategy(self.device.type)  # by device type: cuda:0, cuda:1 … share one choice
         if saved is not None:
             return saved
-        tuning = tune(op)
+        # timing compares the Hessian's product strategies; the GGN and Fisher operators take the rule's choice
+        timed = self.requested == "tune" and isinstance(op, HessianOperator)
+        tuning = tune(op) if timed else rule_tuning(op)
         mine = tuning.to_dict()
         choice = self.state.save_first_strategy(self.device.type, mine)
         self.emit(Note(_describe(choice, dict(tuning.timings), saved_by_other=choice != mine)))

@@ -26,6 +26,24 @@ LABELS = {
     "top_eigenvalues": "Top Hessian eigenvalue",
     "trace": "Hessian trace",
 }
+CURVATURE_NAMES = {"hessian": "Hessian", "ggn": "GGN", "fisher": "empirical-Fisher"}
+"""``--curvature`` (in the output's ``config.yaml``) → the matrix's name in labels."""
+
+
+def curvature_of(layout: OutputLayout) -> str:
+    """The run's curvature matrix (``hessian``, ``ggn``, ``fisher``) from its ``config.yaml``; ``hessian`` when
+    absent or unreadable (outputs of earlier versions)."""
+    try:
+        config = layout.read_config() if layout.config_file.is_file() else {}
+    except DataError:
+        return "hessian"
+    value = str(config.get("curvature") or "hessian")
+    return value if value in CURVATURE_NAMES else "hessian"
+
+
+def metric_label(metric: str, curvature: str = "hessian") -> str:
+    """The axis label of ``metric`` for a run of ``curvature``: ``Top GGN eigenvalue``, ``Hessian trace`` …"""
+    return LABELS[metric].replace("Hessian", CURVATURE_NAMES.get(curvature, "Hessian"))
 TITLES = {
     "top_eigenvalues": "Top eigenvalues plot",
     "trace": "Trace plot",

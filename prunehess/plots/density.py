@@ -25,6 +25,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from prunehess.errors import DataError
 from prunehess.layout import OutputLayout
 from prunehess.plots import _common as c
+from prunehess.plots import _outliers
 
 __all__ = [
     "DensityMap",
@@ -139,8 +140,11 @@ def _symlog_axis(ax: Axes, linthresh: float, lo: float, hi: float, *, axis: str 
 
 def render_density_heatmap(epochs: Sequence[float], spectra: Sequence[Spectrum], *, title: str = "",
                            ax: Axes | None = None, num_points: int = 400, linthresh: float | None = None,
-                           dynamic_range: float = 1e4, vmax: float | None = None, colorbar: bool = True) -> Figure:
-    """Heat map of spectral density over epoch (x) × eigenvalue (y, symmetric-log), colour on a log scale.
+                           dynamic_range: float = 1e4, vmax: float | None = None, colorbar: bool = True,
+                           top_eigenvalues: Sequence[Sequence[float] | None] | None = None,
+                           legend: bool = True) -> Figure:
+    """Heat map of spectral density over epoch (x) × eigenvalue (y, symmetric-log), colour on a log scale, with
+    the outliers the colours cannot show marked.
 
     Args:
         epochs: the epoch of each spectrum.
@@ -151,37 +155,56 @@ def render_density_heatmap(epochs: Sequence[float], spectra: Sequence[Spectrum],
         dynamic_range: colours span ``[vmax / dynamic_range, vmax]``; lower densities take the darkest colour.
         vmax: top of the colour scale; default the largest density drawn (give one to share a scale).
         colorbar: add a colour bar beside ``ax``.
+        top_eigenvalues: per epoch, the checkpoint's top eigenvalues (its ``top_eigenvalues`` file) or
+            ``None``; their largest is drawn as λmax (default: the spectrum's largest Ritz node).
+        legend: add a legend of the markers (under a figure of its own, else inside ``ax``).
 
-    The drawn :class:`~matplotlib.collections.QuadMesh` holds :attr:`DensityMap.density` as its array.
+    Outliers: the Ritz nodes beyond the coloured span of their column are white dashes, and each epoch's λmax
+    an open diamond; the eigenvalue axis reaches every marker. The drawn
+    :class:`~matplotlib.collections.QuadMesh` holds :attr:`DensityMap.density` as its array.
     """
     x = np.asarray(epochs, dtype=float).reshape(-1)
     if x.size != len(spectra):
         raise ValueError(f"density heat map: {x.size} epochs but {len(spectra)} spectra")
+    if top_eigenvalues is not None and len(top_eigenvalues) != x.size:
+        raise ValueError(f"density heat map: {x.size} epochs but {len(top_eigenvalues)} top eigenvalue entries")
     order = np.argsort(x, kind="stable")
     x = x[order]
-    dmap = density_map([spectra[i] for i in order], num_points=num_points, linthresh=linthresh)
-    figure, ax = c.new_axes(ax, figsize=(7.0, 4.8))
+    ordered = [spectra[i] for i in order]
+    dmap = density_map(ordered, num_points=num_points, linthresh=linthresh)
+    own_figure = ax is None
+    figure, ax = c.new_axes(ax, figsize=(7.0, 5.1))
     vmax = float(dmap.density.max()) if vmax is None else float(vmax)
     norm = LogNorm(vmin=vmax / dynamic_range, vmax=vmax, clip=True)
-    mesh = ax.pcolormesh(_epoch_edges(x), dmap.eigenvalue_edges, dmap.density, norm=norm, cmap="magma",
-                         shading="flat")
-    ax.set_facecolor(mesh.cmap(0.0))
     edges = dmap.eigenvalue_edges
-    _symlog_axis(ax, dmap.linthresh, edges[0], edges[-1])
-    ax.set_ylim(edges[0], edges[-1])
+    mesh = ax.pcolormesh(_epoch_edges(x), edges, dmap.density, norm=norm, cmap="magma", shading="flat")
+    ax.set_facecolor(mesh.cmap(0.0))
+    nodes = [c.spectrum(n, w, "density")[0] for n, w in ordered]
+    beyond = [_outliers.beyond_coloured(n, edges, dmap.density[:, j], norm.vmin) for j, n in enumerate(nodes)]
+    top, from_top = _outliers.lambda_max(nodes, None if top_eigenvalues is None else
+                                         [top_eigenvalues[i] for i in order])
+    _outliers.mark(ax, x, beyond, top, from_top)
+    lo, hi = _outliers.covering_limits(edges[0], edges[-1], top, dmap.linthresh)
+    _symlog_axis(ax, dmap.linthresh, lo, hi)
+    ax.set_ylim(lo, hi)
     c.epoch_axis(ax, x)
     if colorbar:
         figure.colorbar(mesh, ax=ax, label=COLORBAR_LABEL)
+    if legend:
+        _outliers.legend(ax, below=own_figure)
     if title:
         ax.set_title(title)
     return figure
 
 
 def render_node_scatter(epochs: Sequence[float], spectra: Sequence[np.ndarray | Spectrum], *, title: str = "",
-                        ax: Axes | None = None, linthresh: float | None = None) -> Figure:
+                        ax: Axes | None = None, linthresh: float | None = None,
+                        top_eigenvalues: Sequence[Sequence[float] | None] | None = None) -> Figure:
     """The seed's SLQ plot: every node of every epoch as a point (weights ignored), symmetric-log y axis.
 
-    ``spectra`` holds per epoch either the nodes or a ``(nodes, weights)`` pair.
+    ``spectra`` holds per epoch either the nodes or a ``(nodes, weights)`` pair. ``top_eigenvalues`` (per epoch,
+    the checkpoint's ``top_eigenvalues`` file or ``None``) adds each one's largest as an open diamond, λmax, and
+    the axis reaches it.
     """
     x = np.asarray(epochs, dtype=float).reshape(-1)
     if x.size != len(spectra):
@@ -189,8 +212,16 @@ def render_node_scatter(epochs: Sequence[float], spectra: Sequence[np.ndarray | 
     node_lists = [np.asarray(s[0] if isinstance(s, tuple) else s, dtype=float).reshape(-1) for s in spectra]
     xs = np.concatenate([np.full(n.size, e) for e, n in zip(x, node_lists)]) if node_lists else np.empty(0)
     ys = np.concatenate(node_lists) if node_lists else np.empty(0)
+    own_figure = ax is None
     figure, ax = c.new_axes(ax)
     ax.scatter(xs, ys, s=10, alpha=0.7, color="tab:blue", edgecolors="none")
+    if top_eigenvalues is not None and ys.size:
+        top, from_top = _outliers.lambda_max(node_lists, top_eigenvalues)
+        ax.plot(x[from_top], top[from_top], linestyle="none", marker="D", markersize=7, markerfacecolor="none",
+                markeredgewidth=1.5, color="tab:red", label=_outliers.TOP_LABEL, zorder=3)
+        _outliers.label_values(ax, x[from_top], top[from_top], "tab:red")
+        ys = np.concatenate([ys, top[from_top]])
+        _outliers.legend(ax, below=own_figure)
     if ys.size:
         _symlog_axis(ax, default_linthresh(ys) if linthresh is None else linthresh, ys.min(), ys.max())
     else:
@@ -255,7 +286,8 @@ def plot_density_eigen(path, save_path, layers=0, models=None, epochs=None, mode
     """The SLQ spectrum against epoch, one figure per pruning iteration (the seed's function).
 
     ``style="heatmap"`` (default) draws the weighted density (:func:`render_density_heatmap`, reading
-    ``density_weight`` beside ``density_eigen``); ``style="scatter"`` the seed's bare node scatter. Files and
+    ``density_weight`` beside ``density_eigen``) with its outliers marked (λmax from ``top_eigenvalues`` where
+    the checkpoint has a file there); ``style="scatter"`` the seed's bare node scatter (and λmax). Files and
     other parameters as :func:`prunehess.plots.plot_top_eigenvalues`, with ``path`` a ``density_eigen`` folder.
     """
     if style not in DENSITY_STYLES:
@@ -277,13 +309,15 @@ def plot_density_eigen(path, save_path, layers=0, models=None, epochs=None, mode
         grouped = c.group_by_iteration(keys)
         for iteration in c.select_iterations(c.snapshot_iterations(grouped), models, folder):
             chosen = c.select_epochs(grouped[iteration], epochs, folder, iteration)
-            spectra = load_spectra(layout, layer, [(iteration, e) for e in chosen], weighted=style == "heatmap")
+            snapshots = [(iteration, e) for e in chosen]
+            spectra = load_spectra(layout, layer, snapshots, weighted=style == "heatmap")
+            tops = _outliers.load_top_eigenvalues(layout, layer, snapshots)
             percent = c.percent_of(percents, iteration, source)
             if style == "heatmap":
                 title = c.plot_title("Spectral density", model_name, dataset_name, percent)
-                figure = render_density_heatmap(chosen, spectra, title=title)
+                figure = render_density_heatmap(chosen, spectra, title=title, top_eigenvalues=tops)
             else:
                 title = c.plot_title(c.TITLES[metric], model_name, dataset_name, percent)
-                figure = render_node_scatter(chosen, spectra, title=title)
+                figure = render_node_scatter(chosen, spectra, title=title, top_eigenvalues=tops)
             written.append(c.save_figure(figure, Path(save_path) / c.folder_name(layer) / f"model{iteration}.jpg"))
     return written

@@ -97,7 +97,8 @@ def plot_layer_match(path, save_path, layers=None, models=None, epochs=None, mod
     keys = layout.list_results(metric, None)
     grouped = c.group_by_iteration(keys)
     folder = layout.metric_dir(metric)
-    iterations = c.select_iterations(c.snapshot_iterations(grouped), models, folder)
+    snapshots = c.snapshot_iterations(grouped)  # none when the run kept best checkpoints only
+    iterations = c.select_iterations(snapshots, models, folder) if snapshots else []
     save_path = Path(save_path)
     written = []
     for iteration in iterations:
@@ -107,9 +108,10 @@ def plot_layer_match(path, save_path, layers=None, models=None, epochs=None, mod
                              c.percent_of(percents, iteration, source))
         figure = render_layer_match(chosen, distances, labels, title=title)
         written.append(c.save_figure(figure, save_path / f"model{iteration}.jpg"))
-    best = c.best_epochs(layout, metric, None, iterations, keys)
-    distances = layer_match_distances(layout, chosen_layers, [(i, best[i]) for i in iterations])
-    x = [c.percent_of(percents, i, source) for i in iterations]
+    across = iterations or c.select_iterations([i for i in grouped if i >= 0], models, folder)
+    best = c.best_epochs(layout, metric, None, across, keys)
+    distances = layer_match_distances(layout, chosen_layers, [(i, best[i]) for i in across])
+    x = [c.percent_of(percents, i, source) for i in across]
     figure = render_layer_match(x, distances, labels, percent_axis=True,
                                 title=c.plot_title(c.TITLES["layer_match"], model_name, dataset_name))
     written.append(c.save_figure(figure, save_path / "best_model.jpg"))

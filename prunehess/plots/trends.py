@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from prunehess.layout import OutputLayout
 from prunehess.plots import _common as c
+from prunehess.plots import _summary
 
 __all__ = [
     "render_epoch_trend",
@@ -26,11 +27,15 @@ __all__ = [
     "plot_trace",
     "plot_top_eigenvalues_best",
     "plot_trace_best",
+    "stderr_band",
 ]
+
+BAND_LABEL = "± 2 standard errors"
 
 # ---------------------------------------------------------------------------------------------- renderers
 def render_epoch_trend(epochs: Sequence[float], values: np.ndarray, *, ylabel: str = "value", title: str = "",
-                       ax: Axes | None = None, labels: Sequence[str] | None = None) -> Figure:
+                       ax: Axes | None = None, labels: Sequence[str] | None = None,
+                       stderr: Sequence[float] | None = None) -> Figure:
     """Values against epoch, one line per column of ``values``.
 
     Args:
@@ -39,8 +44,10 @@ def render_epoch_trend(epochs: Sequence[float], values: np.ndarray, *, ylabel: s
         ylabel, title: axis label and title.
         ax: axes to draw on; a new figure when omitted.
         labels: legend entries for the columns (default ``λ1 … λk`` when ``k > 1``).
+        stderr: standard errors of a single line of ``values`` (``(n,)``, NaN where unknown): drawn as a
+            band of ± 2 standard errors (:func:`stderr_band`).
 
-    The y axis is logarithmic when the values are positive and span two decades or more.
+    The y axis is logarithmic when the values (and the band) are positive and span two decades or more.
 
     Example:
         >>> fig = render_epoch_trend([0, 10, 20], [3.0, 2.0, 1.0], ylabel="Hessian trace")
@@ -52,30 +59,36 @@ def render_epoch_trend(epochs: Sequence[float], values: np.ndarray, *, ylabel: s
     y = y.reshape(x.size, -1) if y.size else y.reshape(x.size, 0)
     if y.shape[0] != x.size:
         raise ValueError(f"epoch trend: {x.size} epochs but {y.shape[0]} rows of values")
-    figure, ax = c.new_axes(ax)
     k = y.shape[1]
+    if stderr is not None and k != 1:
+        raise ValueError(f"epoch trend: standard errors need one line of values, got {k}")
+    figure, ax = c.new_axes(ax)
     if labels is None:
         labels = [f"λ{j + 1}" for j in range(k)] if k > 1 else [None]
-    for j in range(k):
-        ax.plot(x, y[:, j], marker="o", markersize=4, linewidth=1.5, label=labels[j])
-    c.auto_value_scale(ax, y)
+    elif len(labels) != k:
+        raise ValueError(f"epoch trend: {len(labels)} labels for {k} columns of values")
+    lines = [ax.plot(x, y[:, j], marker="o", markersize=4, linewidth=1.5, label=labels[j])[0] for j in range(k)]
+    band = stderr_band(ax, x, y[:, 0], stderr, color=lines[0].get_color()) if k == 1 else None
+    c.auto_value_scale(ax, _with_band(y, band))
     c.epoch_axis(ax, x)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if k > 1 or (labels and labels[0]):
+    if k > 1 or (labels and labels[0]) or band is not None:
         ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     return figure
 
 
 def render_best_trend(percents: Sequence[float], values: Sequence[float], *, ylabel: str = "value",
-                      title: str = "", ax: Axes | None = None, label: str | None = None) -> Figure:
+                      title: str = "", ax: Axes | None = None, label: str | None = None,
+                      stderr: Sequence[float] | None = None, color: str | None = None) -> Figure:
     """Values of successive pruning iterations against the percent of parameters remaining.
 
     The x axis runs from dense (left) to sparse (right), on a log scale when all percents are positive (so
     geometric pruning gives evenly spaced points, as the seed's evenly spaced ticks), with a tick at every
-    iteration's percent, labelled to 0.1 and rotated 45° as in the seed.
+    iteration's percent, labelled to 0.1 and rotated 45° as in the seed. ``stderr`` (NaN where unknown) adds a
+    band of ± 2 standard errors (:func:`stderr_band`); ``color`` sets the line's colour.
 
     Example:
         >>> fig = render_best_trend([100.0, 80.0, 64.0], [5.0, 6.0, 8.0], ylabel="Hessian trace")
@@ -87,16 +100,50 @@ def render_best_trend(percents: Sequence[float], values: Sequence[float], *, yla
     if x.shape != y.shape:
         raise ValueError(f"best trend: {x.size} percents but {y.size} values")
     figure, ax = c.new_axes(ax)
-    ax.plot(x, y, marker="o", markersize=4, linewidth=1.5, label=label)
+    (line,) = ax.plot(x, y, marker="o", markersize=4, linewidth=1.5, label=label, color=color)
+    band = stderr_band(ax, x, y, stderr, color=line.get_color())
     c.percent_axis(ax, x)
-    c.auto_value_scale(ax, y)
+    c.auto_value_scale(ax, _with_band(y, band))
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if label:
+    if label or band is not None:
         ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     return figure
+
+
+def stderr_band(ax: Axes, x: Sequence[float], values: Sequence[float], stderr: Sequence[float] | None, *,
+                color=None, alpha: float = 0.22, label: str | None = BAND_LABEL):
+    """Fill ``values ± 2·stderr`` against ``x`` (a gap where a standard error is NaN); the
+    :class:`~matplotlib.collections.PolyCollection` drawn, or ``None`` when no standard error is known or all
+    are 0 (exact traces: there is no band to show).
+
+    Example:
+        >>> from matplotlib.figure import Figure
+        >>> band = stderr_band(Figure().add_subplot(), [0, 1], [5.0, 6.0], [0.5, 0.25])
+        >>> edges = band.get_paths()[0].vertices[:, 1]
+        >>> float(edges.min()), float(edges.max())
+        (4.0, 6.5)
+    """
+    if stderr is None:
+        return None
+    x = np.asarray(x, dtype=float).reshape(-1)
+    y = np.asarray(values, dtype=float).reshape(-1)
+    se = np.asarray(stderr, dtype=float).reshape(-1)
+    if se.shape != y.shape or x.shape != y.shape:
+        raise ValueError(f"standard error band: {x.size} x, {y.size} values and {se.size} standard errors")
+    if not np.isfinite(se).any() or np.nanmax(np.abs(se)) == 0:
+        return None
+    return ax.fill_between(x, y - 2 * se, y + 2 * se, color=color, alpha=alpha, linewidth=0, label=label)
+
+
+def _with_band(values: np.ndarray, band) -> np.ndarray:
+    """``values`` and the band's edges: what the value axis must show (for the choice of a log scale)."""
+    if band is None:
+        return np.asarray(values, dtype=float)
+    edges = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+    return np.concatenate([np.asarray(values, dtype=float).ravel(), edges])
 
 
 # ------------------------------------------------------------------------------------------------ loaders
@@ -140,6 +187,8 @@ def _plot_within(metric: str, path, save_path, layers, models, epochs, model_nam
                  remain_params_file_path) -> list[Path]:
     layout = c.resolve_layout(path, metric)
     percents, source = c.percents_with_source(layout, remain_params_file_path)
+    stderrs = _summary.trace_stderrs(layout) if metric == "trace" else {}
+    label = c.metric_label(metric, c.curvature_of(layout))
     written = []
     for layer in c.layers_to_plot(layout, metric, layers):
         results = layout.read_metric(metric, layer)
@@ -147,7 +196,8 @@ def _plot_within(metric: str, path, save_path, layers, models, epochs, model_nam
         for iteration in c.select_iterations((i for i, e in results if e is not None), models, folder):
             x, y = _epoch_series(layout, metric, layer, results, iteration, epochs)
             title = c.plot_title(c.TITLES[metric], model_name, dataset_name, c.percent_of(percents, iteration, source))
-            figure = render_epoch_trend(x, y, ylabel=c.LABELS[metric], title=title)
+            stderr = _summary.stderrs_of(stderrs, [(iteration, e) for e in x], layer)
+            figure = render_epoch_trend(x, y, ylabel=label, title=title, stderr=stderr)
             target = Path(save_path) / c.folder_name(layer) / f"model{iteration}.jpg"
             written.append(c.save_figure(figure, target))
     return written
@@ -157,6 +207,8 @@ def _plot_best(metric: str, path, save_path, layers, models, model_name, dataset
                remain_params_file_path) -> list[Path]:
     layout = c.resolve_layout(path, metric)
     percents, source = c.percents_with_source(layout, remain_params_file_path)
+    stderrs = _summary.trace_stderrs(layout) if metric == "trace" else {}
+    label = c.metric_label(metric, c.curvature_of(layout))
     written = []
     for layer in c.layers_to_plot(layout, metric, layers):
         keys = layout.list_results(metric, layer)
@@ -165,7 +217,8 @@ def _plot_best(metric: str, path, save_path, layers, models, model_name, dataset
         x = [c.percent_of(percents, i, source) for i in iterations]
         y = [float(best[i][1][0]) if metric == "top_eigenvalues" else float(best[i][1]) for i in iterations]
         title = c.plot_title(c.TITLES[metric], model_name, dataset_name)
-        figure = render_best_trend(x, y, ylabel=c.LABELS[metric], title=title)
+        stderr = _summary.stderrs_of(stderrs, [(i, best[i][0]) for i in iterations], layer)
+        figure = render_best_trend(x, y, ylabel=label, title=title, stderr=stderr)
         written.append(c.save_figure(figure, Path(save_path) / c.folder_name(layer) / "best_model.jpg"))
     return written
 
@@ -196,7 +249,8 @@ def plot_top_eigenvalues(path, save_path, layers=0, models=None, epochs=None, mo
 
 def plot_trace(path, save_path, layers=0, models=None, epochs=None, model_name="", dataset_name="",
                remain_params_file_path=None) -> list[Path]:
-    """The Hutchinson trace against epoch, one figure per pruning iteration; parameters as
+    """The Hutchinson trace against epoch, one figure per pruning iteration, with a band of ± 2 standard errors
+    (the ``trace_stderr`` column of ``summary.csv``; none for outputs without it); parameters as
     :func:`plot_top_eigenvalues` with ``path`` a ``trace`` folder."""
     return _plot_within("trace", path, save_path, layers, models, epochs, model_name, dataset_name,
                         remain_params_file_path)
@@ -218,7 +272,7 @@ def plot_top_eigenvalues_best(path, save_path, layers=0, models=None, epochs=Non
 
 def plot_trace_best(path, save_path, layers=0, models=None, epochs=None, model_name="", dataset_name="",
                     remain_params_file_path=None) -> list[Path]:
-    """The trace of each iteration's best checkpoint against the percent remaining; as
-    :func:`plot_top_eigenvalues_best` with ``path`` a ``trace`` folder."""
+    """The trace of each iteration's best checkpoint against the percent remaining, with a band of ± 2 standard
+    errors (as :func:`plot_trace`); as :func:`plot_top_eigenvalues_best` with ``path`` a ``trace`` folder."""
     del epochs
     return _plot_best("trace", path, save_path, layers, models, model_name, dataset_name, remain_params_file_path)

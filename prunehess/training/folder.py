@@ -32,7 +32,7 @@ __all__ = ["RunFolder", "LOG_COLUMNS", "read_log", "Progress"]
 
 LOG_COLUMNS = (
     "iteration", "epoch", "train_loss", "test_loss", "test_accuracy", "remaining_percent", "batch_size",
-    "top_eigenvalue", "trace",
+    "top_eigenvalue", "trace", "lr",
 )
 STATE_FORMAT = 1
 
@@ -168,13 +168,15 @@ def log_text(rows: Sequence[Mapping[str, Any]]) -> str:
 @dataclass
 class Progress:
     """What the finished iterations left: how many, their remaining percent and best accuracy, and the final
-    weights and masks of the last one (what the next iteration prunes)."""
+    weights and masks of the last one (what the next iteration prunes); ``state`` is its whole final state dict,
+    kept only for the Hessian-aware rule (which takes the Hessian there)."""
 
     completed: int = 0
     remaining: list[float] = field(default_factory=list)
     best_accuracy: list[float] = field(default_factory=list)
     weights: Optional[dict[str, Tensor]] = None
     masks: Optional[dict[str, Tensor]] = None
+    state: Optional[dict[str, Tensor]] = None
 
 
 def load_progress(folder: RunFolder, config: TrainConfig) -> Optional[Progress]:
@@ -202,6 +204,7 @@ def load_progress(folder: RunFolder, config: TrainConfig) -> Optional[Progress]:
         completed=completed, remaining=list(state["remaining"]), best_accuracy=list(state["best_accuracy"]),
         weights=dict(state["final_weights"]) if completed else None,
         masks={k: v.bool() for k, v in state["masks"].items()} if completed else None,
+        state=state["final_state"] if completed and state.get("final_state") is not None else None,
     )
 
 
@@ -212,4 +215,6 @@ def save_progress(folder: RunFolder, config: TrainConfig, progress: Progress) ->
         "remaining": progress.remaining, "best_accuracy": progress.best_accuracy,
         "final_weights": progress.weights, "masks": progress.masks,
     }
+    if progress.state is not None:
+        state["final_state"] = progress.state
     write_with(folder.state, lambda handle: torch.save(state, handle))

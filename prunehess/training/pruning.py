@@ -10,7 +10,9 @@ One pruning round removes ``round(P/100 · n)`` of the ``n`` *surviving* weights
 * global: ``n`` is the survivors of all prunable layers together, ranked by ``|w|`` across layers.
 
 Ties in ``|w|`` are broken by position (the earlier flat index of the earlier layer is pruned first), so a round is
-a deterministic function of the weights. Pruned weights are held at exactly ``0`` (see :func:`apply_masks_` and
+a deterministic function of the weights. :func:`prune_layers` prunes each layer at its own rate (the Hessian-aware
+rule's); :func:`random_prune` is the control that keeps magnitude pruning's per-layer counts and draws which
+weights at random. Pruned weights are held at exactly ``0`` (see :func:`apply_masks_` and
 :func:`mask_gradients_`), which is also how the analysis side recovers the masks from a plain state dict.
 
 Example:
@@ -36,6 +38,8 @@ __all__ = [
     "full_masks",
     "prune_count",
     "magnitude_prune",
+    "prune_layers",
+    "random_prune",
     "apply_masks_",
     "mask_gradients_",
     "count_parameters",
@@ -88,17 +92,10 @@ def magnitude_prune(
     """
     if not 0.0 <= float(percent) < 100.0:
         raise ValueError(f"percent must be in [0, 100), got {percent}")
-    new = {name: m.clone() for name, m in masks.items()}
     names = list(masks)
     if not global_pruning:
-        for name in names:
-            alive = masks[name].reshape(-1).nonzero().squeeze(1)
-            count = prune_count(alive.numel(), percent)
-            if count:
-                magnitudes = weights[name].detach().reshape(-1)[alive].abs()
-                drop = alive[_smallest(magnitudes, count)]
-                new[name].view(-1)[drop] = False
-        return new
+        return prune_layers(weights, masks, {name: percent for name in names})
+    new = {name: m.clone() for name, m in masks.items()}
     alive = [masks[name].reshape(-1).nonzero().squeeze(1) for name in names]
     magnitudes = torch.cat(
         [weights[name].detach().reshape(-1)[idx].abs().to(torch.float64).cpu() for name, idx in zip(names, alive)]
@@ -111,6 +108,53 @@ def magnitude_prune(
             in_layer = chosen[(chosen >= offsets[i]) & (chosen < offsets[i + 1])] - offsets[i]
             if in_layer.numel():
                 new[name].view(-1)[alive[i][in_layer.to(alive[i].device)]] = False
+    return new
+
+
+def prune_layers(weights: Mapping[str, Tensor], masks: Mapping[str, Tensor], percents: Mapping[str, float]) -> Masks:
+    """Per-layer magnitude pruning at each layer's own rate: layer ``name`` loses :func:`prune_count` of its
+    survivors at ``percents[name]`` (a layer absent from ``percents`` keeps them all), the smallest ``|w|`` first.
+
+    Example:
+        >>> w = {"a": torch.tensor([0.3, -0.1, 0.5, 0.2]), "b": torch.tensor([1.0, 2.0])}
+        >>> {k: m.tolist() for k, m in prune_layers(w, full_masks(w), {"a": 50.0}).items()}
+        {'a': [True, False, True, False], 'b': [True, True]}
+    """
+    new = {name: m.clone() for name, m in masks.items()}
+    for name, percent in percents.items():
+        if not 0.0 <= float(percent) < 100.0:
+            raise ValueError(f"{name}: percent must be in [0, 100), got {percent}")
+        alive = masks[name].reshape(-1).nonzero().squeeze(1)
+        count = prune_count(alive.numel(), percent)
+        if count:
+            magnitudes = weights[name].detach().reshape(-1)[alive].abs()
+            new[name].view(-1)[alive[_smallest(magnitudes, count)]] = False
+    return new
+
+
+def random_prune(
+    weights: Mapping[str, Tensor], masks: Mapping[str, Tensor], percent: float, *, global_pruning: bool = False,
+    generator: torch.Generator,
+) -> Masks:
+    """The random-pruning control: each layer loses exactly as many survivors as :func:`magnitude_prune` (with
+    the same ``percent`` and ``global_pruning``) would take from it, drawn uniformly at random by ``generator``
+    (a CPU generator; layers drawn in ``masks`` order). The layer-wise sparsity is magnitude pruning's; which
+    weights go is not.
+
+    Example:
+        >>> w = {"a": torch.tensor([0.3, -0.1, 0.5, 0.2])}
+        >>> masks = random_prune(w, full_masks(w), 50.0, generator=torch.Generator().manual_seed(0))
+        >>> int(masks["a"].sum())
+        2
+    """
+    reference = magnitude_prune(weights, masks, percent, global_pruning=global_pruning)
+    new = {name: m.clone() for name, m in masks.items()}
+    for name, mask in masks.items():
+        alive = mask.reshape(-1).nonzero().squeeze(1)
+        count = int(mask.sum()) - int(reference[name].sum())
+        order = torch.randperm(alive.numel(), generator=generator)
+        if count:
+            new[name].view(-1)[alive[order[:count].to(alive.device)]] = False
     return new
 
 

@@ -1,10 +1,20 @@
-"""An iterative magnitude-pruning (lottery-ticket) run that writes the zip ``prunehess extract`` reads.
+"""An iterative-pruning (lottery-ticket) run that writes the zip ``prunehess extract`` reads.
 
-Iteration 0 trains the dense network. Each later iteration ``i`` prunes ``P`` % of the surviving weights of the
-*final* weights of iteration ``i-1`` (per layer, or globally), then starts again from the initial weights (``lt``:
-rewinding, Frankle & Carbin 2019) or from a fresh random initialisation (``reinit``) with the pruned weights held at
-zero, and trains for ``E`` epochs with a fresh optimizer. Biases and norm parameters are never pruned; with
-``lt`` they are rewound too, with ``reinit`` re-initialised.
+Iteration 0 trains the dense network. Each later iteration ``i`` prunes the *final* weights of iteration ``i-1``
+(masks only shrink), restarts the survivors, and trains for ``E`` epochs with a fresh optimizer and the pruned
+weights held at exactly zero. What the prune type decides:
+
+* which weights go: ``lt`` and ``reinit`` remove ``P`` % of the survivors by magnitude (per layer, or globally with
+  ``global_pruning``; :func:`~prunehess.training.pruning.magnitude_prune`); ``random`` removes exactly as many from
+  each layer as that would, chosen at random (seeded; :func:`~prunehess.training.pruning.random_prune`);
+  ``hessian`` prunes each layer at a rate set by its Hessian trace (:mod:`prunehess.training.hessian_aware`);
+* where the survivors restart: ``lt``, ``random`` and ``hessian`` rewind them — to the initial weights, or with
+  ``rewind_epoch = k`` to the weights saved at epoch ``k`` of iteration 0 (late rewinding, Frankle et al. 2020;
+  read back from ``0_model_<type>_epoch<k>.pth``, so a resumed run rewinds to the same weights); ``reinit``
+  re-initialises them. Biases and norm parameters are never pruned and restart with the rest.
+
+Each iteration trains the full ``E`` epochs from its restart, with the learning rate of
+:mod:`prunehess.training.schedule` (warmup and milestones restart every iteration).
 
 Files (the seed trainer's naming, plain state dicts, pruned weights exactly zero), in ``<output>/checkpoints/``:
 
@@ -19,9 +29,11 @@ parameters — that survive pruning, one decimal), ``train_log.csv`` (one row pe
 resolved config) and ``<dataset>.zip`` holding the checkpoints, ``remain_params.txt``, ``train_log.csv`` and
 ``train_config.yaml``.
 
-Determinism: initialisation uses ``torch.manual_seed(seed)``; shuffling, dropout and re-initialisation use seeds
-derived from ``(seed, iteration, epoch)``; so the same config gives byte-identical files on CPU, whether the run
-went through in one go or was resumed. The caller's global RNG state is restored afterwards.
+Determinism: initialisation uses ``torch.manual_seed(seed)``; shuffling, dropout, random masks and
+re-initialisation use seeds derived from ``(seed, purpose, iteration, epoch)``; so the same config gives
+byte-identical files on CPU, whether the run went through in one go or was resumed, and runs of different prune
+types with one seed share their initialisation and data order (:func:`prunehess.training.run_variants`). The
+caller's global RNG state is restored afterwards.
 
 Resuming: after each iteration, ``train_state.pt`` (completed iterations, final weights, masks) is replaced
 atomically. A rerun into the same output skips the finished iterations (its settings must match; it may ask for
@@ -29,120 +41,55 @@ more iterations) and redoes an interrupted one from its start. An advisory lock 
 out of one folder.
 
 The folder's paths, log and saved progress are :mod:`prunehess.training.folder`'s; the zip is
-:mod:`prunehess.training.archive`'s.
+:mod:`prunehess.training.archive`'s; model and data are :mod:`prunehess.training.components`'.
 """
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader
 
 from prunehess.errors import CheckpointError, ConfigError, OutputError
 from prunehess.storage import sweep_temporaries
 from prunehess.training.absa import make_batch_schedule
 from prunehess.training.archive import write_archive
+from prunehess.training.components import RunComponents, default_components, derived_seed, make_loader
 from prunehess.training.config import TrainConfig
 from prunehess.training.folder import (
-    LOG_COLUMNS,
-    Progress,
-    RunFolder,
-    cpu_state,
-    load_progress,
-    log_cells,
-    log_text,
-    read_log,
-    remain_text,
-    save_progress,
-    save_state_dict,
-    write_text,
+    Progress, RunFolder, cpu_state, load_progress, log_cells, log_text, read_log, remain_text, save_progress,
+    save_state_dict, write_text,
 )
+from prunehess.training.hessian_aware import LayerTraces, TraceFn, hessian_prune, needs_trace
 from prunehess.training.loop import evaluate, make_optimizer, train_epoch
 from prunehess.training.pruning import (
-    apply_masks_,
-    default_is_prunable,
-    full_masks,
-    magnitude_prune,
-    prunable_weights,
-    remaining_percent,
+    apply_masks_, full_masks, magnitude_prune, prunable_weights, random_prune, remaining_percent,
 )
+from prunehess.training.schedule import lr_at, set_lr_
 from prunehess.training.track import Curvature, CurvatureTracker
 
-__all__ = [
-    "RunFolder",
-    "RunComponents",
-    "RunSummary",
-    "TrainEvent",
-    "LOG_COLUMNS",
-    "default_components",
-    "run_training",
-    "read_log",
-]
-
-DEFAULT_DATA_ROOT = Path("data")  # relative to the working directory, when no --data-root is given
+__all__ = ["RunSummary", "TrainEvent", "run_training"]
 
 Measure = Callable[[nn.Module], Curvature]
 Emit = Callable[["TrainEvent"], None]
 
 
-# ---------------------------------------------------------------------------------------------- pieces
-@dataclass
-class RunComponents:
-    """What a run trains on. :func:`default_components` builds them from the registries.
-
-    Attributes:
-        model_factory: returns a freshly initialised model, drawing from the global torch RNG.
-        train_set, test_set: map-style datasets of ``(x, y)``.
-        hessian_batches: returns the fixed Hessian batch ``[(x, y), …]`` for curvature tracking (called once,
-            only when tracking).
-        is_prunable: ``(name, param) -> bool``.
-    """
-
-    model_factory: Callable[[], nn.Module]
-    train_set: Dataset
-    test_set: Dataset
-    hessian_batches: Optional[Callable[[], Sequence[tuple[Tensor, Tensor]]]] = None
-    is_prunable: Callable[[str, Tensor], bool] = default_is_prunable
-
-
-def default_components(config: TrainConfig) -> RunComponents:
-    """Model, data and Hessian batch from :mod:`prunehess.models` and :mod:`prunehess.data`."""
-    from prunehess import data, models
-
-    info = data.dataset_info(config.dataset)
-    root = config.data_root if config.data_root is not None else DEFAULT_DATA_ROOT
-
-    def factory() -> nn.Module:
-        return models.build_model(config.model, input_shape=tuple(info.input_shape), num_classes=info.num_classes,
-                                  **dict(config.model_kwargs))
-
-    def hessian_batches():
-        return data.hessian_batch(
-            config.dataset, size=config.hessian_batch_size,
-            mini_batch_size=config.hessian_mini_batch_size or config.hessian_batch_size,
-            seed=config.seed, device=torch.device(config.device), root=root, download=config.download,
-        )
-
-    train_set = data.load_split(config.dataset, root=root, split="train", download=config.download)
-    test_set = data.load_split(config.dataset, root=root, split="test", download=config.download)
-    return RunComponents(factory, train_set, test_set, hessian_batches, models.is_prunable)
-
-
 @dataclass(frozen=True)
 class TrainEvent:
     """Progress: ``kind`` is ``"skip"`` (a finished iteration), ``"epoch"`` (one epoch logged, 0 included) or
-    ``"iteration"`` (an iteration finished); ``row`` is the log row for ``"epoch"``."""
+    ``"iteration"`` (an iteration finished); ``row`` is the log row for ``"epoch"``; ``variant`` the run's prune
+    type."""
 
     kind: str
     iteration: int
     epoch: int = 0
     row: Optional[Mapping[str, Any]] = None
+    variant: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,38 +102,26 @@ class RunSummary:
     best_accuracy: tuple[float, ...]
     iterations_run: tuple[int, ...]
     iterations_skipped: tuple[int, ...]
+    prune_type: str = "lt"
 
 
-def _whole_batches(batch: Any) -> Any:
-    return batch
+@dataclass
+class _Run:
+    """What the iterations of one run share."""
 
+    config: TrainConfig
+    folder: RunFolder
+    device: torch.device
+    components: RunComponents
+    model: nn.Module
+    initial: dict[str, Tensor]
+    measure: Optional[Measure]
+    layer_traces: Optional[TraceFn]
+    test_loader: DataLoader
+    emit: Callable[..., None]
 
-def _loader(dataset: Dataset, batch_size: int, *, generator: Optional[torch.Generator], num_workers: int = 0
-            ) -> DataLoader:
-    """Batches of ``dataset`` (shuffled by ``generator`` when given). Datasets that index a batch at once
-    (``prunehess.data``'s image sets, ``TensorDataset``) are read one batch per lookup, others sample by sample;
-    the order is the same either way."""
-    sampler = RandomSampler(dataset, generator=generator) if generator is not None else SequentialSampler(dataset)
-    if hasattr(dataset, "take") or isinstance(dataset, TensorDataset):
-        batches = BatchSampler(sampler, batch_size=batch_size, drop_last=False)
-        return DataLoader(dataset, batch_size=None, sampler=batches, collate_fn=_whole_batches,
-                          num_workers=num_workers)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
-
-
-def _derived_seed(seed: int, *keys: Any) -> int:
-    digest = hashlib.sha256(repr((int(seed),) + keys).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def _resolve_device(config: TrainConfig) -> torch.device:
-    try:
-        device = torch.device(config.device)
-    except RuntimeError as err:
-        raise ConfigError(f"--device {config.device!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {config.device}: CUDA is not available")
-    return device
+    def event(self, kind: str, iteration: int, epoch: int = 0, row: Optional[Mapping[str, Any]] = None) -> None:
+        self.emit(TrainEvent(kind, iteration, epoch, row, self.config.prune_type))
 
 
 def _fork_rng(device: torch.device):
@@ -200,26 +135,30 @@ def run_training(
     *,
     components: Optional[RunComponents] = None,
     tracker: Optional[Measure] = None,
+    layer_traces: Optional[TraceFn] = None,
     on_event: Optional[Emit] = None,
 ) -> RunSummary:
-    """Run (or resume) the iterative pruning described by ``config``; write its files and zip.
+    """Run (or resume) the iterative pruning described by ``config`` (one prune type); write its files and zip.
 
     Args:
-        config: the run's settings.
-        components: model factory and data (default: :func:`default_components`).
+        config: the run's settings (without ``variants``: :func:`prunehess.training.run_variants` runs those).
+        components: model factory and data (default: :func:`~prunehess.training.components.default_components`).
         tracker: ``model -> Curvature`` used every ``config.track_eigen`` epochs (default: a
             :class:`~prunehess.training.track.CurvatureTracker` on ``components.hessian_batches()`` with
             ``config.seed``).
+        layer_traces: ``(model, masks, names) -> {name: trace}`` for ``prune_type="hessian"`` (default: a
+            :class:`~prunehess.training.hessian_aware.LayerTraces` on the same Hessian batch and seed).
         on_event: called with a :class:`TrainEvent` as the run progresses (progress bars).
 
     Returns:
         A :class:`RunSummary`.
     """
+    if config.variants:
+        raise ConfigError(f"--variants {config.variants}: run_variants trains them (run_training trains one type)")
     folder = RunFolder.for_config(config)
-    device = _resolve_device(config)
+    device = torch.device(config.device)
     if folder.root.exists() and not folder.root.is_dir():
         raise OutputError(f"{folder.root}: exists and is not a folder")
-    emit = on_event or (lambda event: None)
     with _fork_rng(device):
         # Data and the initial model first: a bad dataset or model name fails before anything is written.
         components = components or default_components(config)
@@ -231,11 +170,13 @@ def run_training(
             raise OutputError(f"{folder.root}: cannot create the output folder ({err.strerror or err})") from None
         with folder.locked():
             sweep_temporaries([folder.root, folder.checkpoints])  # what a killed run was writing
-            return _run_locked(config, folder, device, components, model, tracker, emit)
+            return _run_locked(config, folder, device, components, model, tracker, layer_traces,
+                               on_event or (lambda event: None))
 
 
 def _run_locked(config: TrainConfig, folder: RunFolder, device: torch.device, components: RunComponents,
-                model: nn.Module, tracker: Optional[Measure], emit: Emit) -> RunSummary:
+                model: nn.Module, tracker: Optional[Measure], layer_traces: Optional[TraceFn], emit: Emit
+                ) -> RunSummary:
     import yaml
 
     saved = load_progress(folder, config)
@@ -248,80 +189,118 @@ def _run_locked(config: TrainConfig, folder: RunFolder, device: torch.device, co
         if saved is not None and folder.log.exists() else []
     write_text(folder.log, log_text(rows))
 
-    measure = _measure(config, components, tracker)
-    test_loader = _loader(components.test_set, config.test_batch_size, generator=None, num_workers=config.num_workers)
+    measure, traces = _curvature(config, components, tracker, layer_traces)
+    test_loader = make_loader(components.test_set, config.test_batch_size, generator=None,
+                              num_workers=config.num_workers)
+    run = _Run(config, folder, device, components, model, initial, measure, traces, test_loader, emit)
     skipped = tuple(range(min(progress.completed, config.prune_iterations)))
     for ite in skipped:
-        emit(TrainEvent("skip", ite))
+        run.event("skip", ite)
     ran = tuple(range(progress.completed, config.prune_iterations))
     for ite in ran:
-        _run_iteration(config, folder, device, components, model, initial, progress, ite, measure, test_loader,
-                       emit)
+        _run_iteration(run, progress, ite)
 
     n = config.prune_iterations
     write_text(folder.remain_params, remain_text(progress.remaining[:n]))
     write_archive(config, folder, n)
     return RunSummary(folder.root, folder.archive, tuple(progress.remaining[:n]), tuple(progress.best_accuracy[:n]),
-                      ran, skipped)
+                      ran, skipped, config.prune_type)
+
+
+def _load_state(path: Path) -> dict[str, Tensor]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot load ({err})") from None
 
 
 def _initial_weights(folder: RunFolder, model: nn.Module, *, resumed: bool) -> dict[str, Tensor]:
     """The initial weights: the saved file when resuming, else the fresh model built under the run's seed
     (saved now)."""
     if resumed and folder.initial.exists():
-        try:
-            return torch.load(folder.initial, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise CheckpointError(f"{folder.initial}: cannot load ({err})") from None
+        return _load_state(folder.initial)
     initial = cpu_state(model)
     save_state_dict(initial, folder.initial)
     return initial
 
 
-def _measure(config: TrainConfig, components: RunComponents, tracker: Optional[Measure]) -> Optional[Measure]:
-    """The curvature tracker: ``tracker``, else one on the components' Hessian batch when tracking."""
-    if config.track_eigen is None or tracker is not None:
-        return tracker
+def _curvature(config: TrainConfig, components: RunComponents, tracker: Optional[Measure],
+               layer_traces: Optional[TraceFn]) -> tuple[Optional[Measure], Optional[TraceFn]]:
+    """The curvature tracker and the layer-trace function, on one Hessian batch (loaded once, when needed)."""
+    need_tracker = config.track_eigen is not None and tracker is None
+    need_traces = config.prune_type == "hessian" and layer_traces is None and config.prune_iterations > 1
+    if not (need_tracker or need_traces):
+        return tracker, layer_traces
     if components.hessian_batches is None:
-        raise ConfigError("--track-eigen: these components give no Hessian batch")
-    return CurvatureTracker(list(components.hessian_batches()), seed=config.seed, trace_probes=config.trace_probes)
+        raise ConfigError(f"{'--track-eigen' if need_tracker else '--prune-type hessian'}: these components give "
+                          "no Hessian batch")
+    batches = list(components.hessian_batches())
+    if need_tracker:
+        tracker = CurvatureTracker(batches, seed=config.seed, trace_probes=config.trace_probes)
+    if need_traces:
+        layer_traces = LayerTraces(batches, seed=config.seed, probes=config.trace_probes)
+    return tracker, layer_traces
 
 
-def _run_iteration(config: TrainConfig, folder: RunFolder, device: torch.device, components: RunComponents,
-                   model: nn.Module, initial: dict[str, Tensor], progress: Progress, ite: int,
-                   measure: Optional[Measure], test_loader: DataLoader, emit: Emit) -> None:
+# ---------------------------------------------------------------------------------------------- one iteration
+def _run_iteration(run: _Run, progress: Progress, ite: int) -> None:
     """Prune (from the previous iteration's final weights), rewind or re-initialise, train; then save the
     progress."""
-    weights = prunable_weights(model, components.is_prunable)
-    if ite == 0:
-        masks = full_masks(weights)
-    else:
-        masks = magnitude_prune(progress.weights, progress.masks, config.prune_percent,
-                                global_pruning=config.global_pruning)
-    masks = {k: m.to(device) for k, m in masks.items()}
-    if ite == 0 or config.prune_type == "lt":
-        model.load_state_dict(initial)
-    else:
-        torch.manual_seed(_derived_seed(config.seed, "reinit", ite))
-        model.load_state_dict(cpu_state(components.model_factory()))
+    config, model = run.config, run.model
+    weights = prunable_weights(model, run.components.is_prunable)
+    masks = full_masks(weights) if ite == 0 else _prune(run, progress, ite)
+    masks = {k: m.to(run.device) for k, m in masks.items()}
+    model.load_state_dict(_start_state(run, ite))
     apply_masks_(model, masks)
     rem = remaining_percent(model, masks)
-    best = _train_iteration(config, folder, device, components, model, masks, ite, rem, measure, test_loader, emit)
+    best = _train_iteration(run, masks, ite, rem)
     progress.best_accuracy.append(best)
     progress.remaining.append(round(rem, 1))
-    write_text(folder.remain_params, remain_text(progress.remaining))
+    write_text(run.folder.remain_params, remain_text(progress.remaining))
     progress.weights = {k: p.detach().to("cpu", copy=True)
-                        for k, p in prunable_weights(model, components.is_prunable).items()}
+                        for k, p in prunable_weights(model, run.components.is_prunable).items()}
     progress.masks = {k: m.to("cpu") for k, m in masks.items()}
+    progress.state = cpu_state(model) if config.prune_type == "hessian" else None
     progress.completed = ite + 1
-    save_progress(folder, config, progress)
-    emit(TrainEvent("iteration", ite))
+    save_progress(run.folder, config, progress)
+    run.event("iteration", ite)
 
 
-def _train_iteration(config: TrainConfig, folder: RunFolder, device: torch.device, components: RunComponents,
-                     model: nn.Module, masks: dict[str, Tensor], ite: int, rem: float, measure: Optional[Measure],
-                     test_loader: DataLoader, emit: Emit) -> float:
+def _prune(run: _Run, progress: Progress, ite: int) -> dict[str, Tensor]:
+    """The masks of iteration ``ite`` (>= 1) from the previous iteration's final weights and masks."""
+    config = run.config
+    if config.prune_type == "random":
+        generator = torch.Generator().manual_seed(derived_seed(config.seed, "random", ite))
+        return random_prune(progress.weights, progress.masks, config.prune_percent,
+                            global_pruning=config.global_pruning, generator=generator)
+    if config.prune_type == "hessian":
+        if progress.state is not None:  # the previous iteration's end, also after a resume
+            run.model.load_state_dict(progress.state)
+        masks = {k: m.to(run.device) for k, m in progress.masks.items()}
+        total = sum(p.numel() for p in run.model.parameters())
+        traces = run.layer_traces(run.model, masks, needs_trace(masks, total))
+        return hessian_prune(progress.weights, progress.masks, config.prune_percent, dict(traces), total=total)
+    return magnitude_prune(progress.weights, progress.masks, config.prune_percent,
+                           global_pruning=config.global_pruning)
+
+
+def _start_state(run: _Run, ite: int) -> Mapping[str, Tensor]:
+    """Where iteration ``ite`` starts (before masking): the initial weights, epoch ``rewind_epoch`` of iteration 0
+    (late rewinding), or a fresh initialisation (``reinit``)."""
+    config = run.config
+    if ite == 0:
+        return run.initial
+    if config.prune_type == "reinit":
+        torch.manual_seed(derived_seed(config.seed, "reinit", ite))
+        return cpu_state(run.components.model_factory())
+    if config.rewind_epoch == 0:
+        return run.initial
+    return _load_state(run.folder.snapshot(0, config.rewind_epoch))
+
+
+def _train_iteration(run: _Run, masks: dict[str, Tensor], ite: int, rem: float) -> float:
     """Epochs ``0 … E`` of one iteration: train, evaluate, track, log, snapshot; returns the best accuracy."""
+    config, model = run.config, run.model
     schedule = make_batch_schedule(
         config.batch_schedule, config.batch_size, factor=config.absa_factor, threshold=config.absa_threshold,
         max_batch_size=config.absa_max_batch_size, reference=config.absa_reference,
@@ -330,32 +309,41 @@ def _train_iteration(config: TrainConfig, folder: RunFolder, device: torch.devic
                                weight_decay=config.weight_decay)
     snapshots = set(config.snapshot_epochs)
     best_acc, best_state = -math.inf, None
-    with open(folder.log, "a", newline="") as log_fh:
+    with open(run.folder.log, "a", newline="") as log_fh:
         writer = csv.writer(log_fh, lineterminator="\n")
         for epoch in range(config.epochs + 1):
-            batch_size = schedule.batch_size
-            train_loss = None
-            if epoch > 0:
-                torch.manual_seed(_derived_seed(config.seed, "epoch", ite, epoch))
-                shuffle = torch.Generator().manual_seed(_derived_seed(config.seed, "shuffle", ite, epoch))
-                loader = _loader(components.train_set, batch_size, generator=shuffle, num_workers=config.num_workers)
-                train_loss = train_epoch(model, loader, optimizer, masks, device=device)
-            result = evaluate(model, test_loader, device=device)
-            curvature = measure(model) if config.tracked(epoch) and measure is not None else None
-            if curvature is not None:
-                schedule.observe(curvature.top_eigenvalue)
-            row = {
-                "iteration": ite, "epoch": epoch, "train_loss": train_loss, "test_loss": result.loss,
-                "test_accuracy": result.accuracy, "remaining_percent": round(rem, 1), "batch_size": batch_size,
-                "top_eigenvalue": curvature.top_eigenvalue if curvature else None,
-                "trace": curvature.trace if curvature else None,
-            }
+            row = _epoch(run, masks, ite, epoch, rem, schedule, optimizer)
             writer.writerow(log_cells(row))
             log_fh.flush()
             if epoch in snapshots:
-                save_state_dict(cpu_state(model), folder.snapshot(ite, epoch))
-            if result.accuracy > best_acc:
-                best_acc, best_state = result.accuracy, cpu_state(model)
-            emit(TrainEvent("epoch", ite, epoch, row))
-    save_state_dict(best_state if best_state is not None else cpu_state(model), folder.best(ite))
+                save_state_dict(cpu_state(model), run.folder.snapshot(ite, epoch))
+            if row["test_accuracy"] > best_acc:
+                best_acc, best_state = row["test_accuracy"], cpu_state(model)
+            run.event("epoch", ite, epoch, row)
+    save_state_dict(best_state if best_state is not None else cpu_state(model), run.folder.best(ite))
     return best_acc
+
+
+def _epoch(run: _Run, masks: dict[str, Tensor], ite: int, epoch: int, rem: float, schedule: Any,
+           optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Train epoch ``epoch`` (none for epoch 0), evaluate, track; the log row."""
+    config = run.config
+    batch_size, train_loss, lr = schedule.batch_size, None, None
+    if epoch > 0:
+        lr = lr_at(epoch, lr=config.lr, warmup=config.warmup, milestones=config.milestone_epochs,
+                   gamma=config.lr_gamma)
+        set_lr_(optimizer, lr)
+        torch.manual_seed(derived_seed(config.seed, "epoch", ite, epoch))
+        shuffle = torch.Generator().manual_seed(derived_seed(config.seed, "shuffle", ite, epoch))
+        loader = make_loader(run.components.train_set, batch_size, generator=shuffle, num_workers=config.num_workers)
+        train_loss = train_epoch(run.model, loader, optimizer, masks, device=run.device)
+    result = evaluate(run.model, run.test_loader, device=run.device)
+    curvature = run.measure(run.model) if config.tracked(epoch) and run.measure is not None else None
+    if curvature is not None:
+        schedule.observe(curvature.top_eigenvalue)
+    return {
+        "iteration": ite, "epoch": epoch, "train_loss": train_loss, "test_loss": result.loss,
+        "test_accuracy": result.accuracy, "remaining_percent": round(rem, 1), "batch_size": batch_size,
+        "top_eigenvalue": curvature.top_eigenvalue if curvature else None,
+        "trace": curvature.trace if curvature else None, "lr": lr,
+    }

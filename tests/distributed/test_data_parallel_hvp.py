@@ -69,7 +69,7 @@ def _quantities(op: HessianOperator) -> dict[str, torch.Tensor]:
 def _worker(rank: int, port: int, folder: str) -> None:
     import torch.distributed as dist
 
-    from prunehess.pipeline.distributed import all_reduce_sum
+    from prunehess.pipeline.distributed import all_reduce_sum, close_process_group
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
@@ -83,7 +83,9 @@ def _worker(rank: int, port: int, folder: str) -> None:
             results[name] = _quantities(op)
         torch.save(results, Path(folder) / f"rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        # torch.func (forward-over-reverse, vmap) keeps Gloo threads alive past destroy_process_group(); exiting
+        # under them aborts the child (SIGABRT): close_process_group() waits for them, as extract does
+        close_process_group()
 
 
 _worker.__module__ = Path(__file__).stem

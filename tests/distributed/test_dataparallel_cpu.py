@@ -106,6 +106,6 @@ def test_parallel_flag_on_cpu_warns_and_runs_on_one_device(tmp_path, small_zip, 
     assert sorted(report.computed) == ["000_00", "004_best"] and not report.failed
     got, want = tree_files(tmp_path / "out"), tree_files(reference)
     results = [name for name in got if "/" in name and name.endswith(".txt")]
-    assert len(results) == 2 * 4  # top eigenvalues, trace, density nodes and weights of each checkpoint
+    assert len(results) == 2 * 5  # top and bottom eigenvalues, trace, density nodes and weights of each checkpoint
     for name in results:
         assert got[name].read_bytes() == want[name].read_bytes(), name

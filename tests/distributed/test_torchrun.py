@@ -190,7 +190,7 @@ def test_rank0_start_error_stops_every_rank(tmp_path, small_zip):
 
 
 def test_sharded_ranks_agree_on_the_measured_strategy(tmp_path, small_zip, spy):
-    """``--strategy auto``: both ranks time the strategies on their first checkpoint at the same moment; the first
+    """``--strategy tune``: both ranks time the strategies on their first checkpoint at the same moment; the first
     to save its choice wins, the other adopts it, and strategy.json is written by one process only."""
     import json
     import zipfile
@@ -200,7 +200,7 @@ def test_sharded_ranks_agree_on_the_measured_strategy(tmp_path, small_zip, spy):
             dst.writestr(name, src.read(name))
     make_resume(tmp_path / RUN, (tmp_path / "small.zip").read_bytes())
     logs = tmp_path / "logs"
-    result = run(extract_command(2, RUN, OUT, ["--strategy", "auto"], log_dir=logs), cwd=tmp_path,
+    result = run(extract_command(2, RUN, OUT, ["--strategy", "tune"], log_dir=logs), cwd=tmp_path,
                  env=spy.env(tmp_path / RUN, tmp_path / OUT), log_dir=logs)
     saved = json.loads((tmp_path / OUT / ".prunehess" / "strategy.json").read_text())
     writers = [label for label, paths in spy.writes().items()

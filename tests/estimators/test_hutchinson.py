@@ -268,7 +268,10 @@ def test_slq_deflation_is_the_first_runs_krylov_basis_and_leaves_the_density_unc
     assert_close(one_at_a_time.nodes, d.nodes, rtol=0, atol=1e-10, name="unbatched nodes")
     assert_close(one_at_a_time.deflation.basis, Q, rtol=0, atol=1e-10, name="run 0's basis")
     small = slq_density(torch.diag(torch.arange(1.0, 9.0)), n_steps=20, deflation=True)
-    assert small.spans_space() and small.deflation is None  # its trace is exact anyway
+    assert small.spans_space() and small.deflation.basis.shape == (8, 8)  # its trace is exact; its Ritz pairs too
+    theta, vectors, _ = small.deflation.ritz_pairs(2)
+    assert_close(theta, torch.tensor([8.0, 7.0], dtype=torch.float64), rtol=0, atol=1e-12, name="exact pairs")
+    assert_close(vectors.abs(), torch.eye(8)[:, [7, 6]], rtol=0, atol=1e-6, name="exact eigenvectors")
     with pytest.raises(ValueError, match="not be independent"):  # the start vector would be the first probe
         hutchinson_trace(A, n_probes=5, deflate=d.deflation, seed=1)
 

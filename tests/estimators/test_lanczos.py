@@ -7,7 +7,7 @@ import torch
 import cases
 from helpers import assert_close, overlaps, random_symmetric
 from prunehess import HessianOperator
-from prunehess.estimators import lanczos_top_eigen, lanczos_tridiagonal, power_iteration
+from prunehess.estimators import lanczos_bottom_eigen, lanczos_top_eigen, lanczos_tridiagonal, power_iteration
 from prunehess.estimators.lanczos import tridiagonal_matrix
 from prunehess.estimators.sampling import gaussian, make_generator
 from prunehess.operators import LambdaOperator, TensorOperator
@@ -170,7 +170,7 @@ def test_argument_checks():
         with pytest.raises(ValueError, match="k must be"):
             lanczos_top_eigen(A, k=k)
     with pytest.raises(ValueError, match="which"):
-        lanczos_top_eigen(A, which="SA")
+        lanczos_top_eigen(A, which="SM")
 
 
 # ----- the tridiagonalisation ---------------------------------------------------------------------------------------
@@ -253,3 +253,36 @@ def test_products_an_operator_keeps_are_not_modified():
     identity = LambdaOperator(lambda v: v, 30, dtype=A.dtype)  # returns its input: a row of the basis
     assert_close(lanczos_top_eigen(identity, k=1).eigenvalues, torch.ones(1, dtype=A.dtype), rtol=1e-12, atol=1e-12,
                  name="identity")
+
+
+# ----- the smallest eigenvalues -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [1, 3])
+def test_bottom_eigenvalues_match_the_exact_spectrum_relative_to_its_scale(k):
+    """Negative and near-zero eigenvalues (a pruned network's saddles): the k smallest, smallest first, within
+    1e-4 of λmax, with residuals ‖Ax − θx‖ under tol·‖A‖."""
+    spectrum = torch.cat([torch.tensor([-0.8, -0.3, 0.0]), torch.linspace(0.01, 1.0, 90), torch.tensor([25.0, 12.0])])
+    A, _ = random_symmetric(95, spectrum, seed=4)
+    exact = spectrum.double()
+    res = lanczos_bottom_eigen(A, k=k, tol=1e-6, return_eigenvectors=True)
+    lam_max = float(exact.max())
+    assert torch.all(res.eigenvalues[1:] >= res.eigenvalues[:-1])
+    assert torch.allclose(res.eigenvalues, exact.sort().values[:k].to(res.eigenvalues), atol=1e-4 * lam_max, rtol=0)
+    X = res.eigenvectors
+    residual = (A @ X - X * res.eigenvalues.to(X)).norm(dim=0)
+    assert float(residual.max()) <= 1e-4 * lam_max
+    assert res.converged
+
+
+def test_the_density_runs_ritz_pairs_are_eigenpairs_when_converged():
+    from prunehess.estimators import slq_density
+
+    spectrum = torch.cat([torch.tensor([30.0, 18.0, -4.0]), torch.linspace(-0.1, 1.0, 77)])
+    A, _ = random_symmetric(80, spectrum, seed=2)
+    basis = slq_density(A, n_steps=45, deflation=True).deflation
+    for smallest, want in ((False, [30.0, 18.0]), (True, [-4.0, -0.1])):
+        theta, X, bounds = basis.ritz_pairs(2, smallest=smallest)
+        residual = (A @ X - X * theta.to(X)).norm(dim=0)
+        assert torch.allclose(residual.double(), bounds, atol=1e-10)  # the bound is the residual (exact arithmetic)
+        if not smallest:
+            assert torch.allclose(theta, torch.tensor(want, dtype=torch.float64), atol=1e-8)
+        assert torch.allclose(X.T @ X, torch.eye(2, dtype=X.dtype), atol=1e-10)

@@ -2,8 +2,9 @@
 
 The tree comes from ``prunehess extract`` on a cut-down copy of the bundled sample (prune iterations 0 and 1:
 epochs 0/10/20 and the best checkpoint of each; per-layer results on; small Hessian batch and few Lanczos
-steps), so the whole module takes well under a minute on one CPU thread. The notebook is pointed at it with
-``PRUNEHESS_OUTPUT`` and executed once; the tests then read the executed cells and the files it saved.
+steps; the top two eigenvectors saved, for the landscape geometry), so the whole module takes well under a
+minute on one CPU thread. The notebook is pointed at it with ``PRUNEHESS_OUTPUT`` and executed once; the tests
+then read the executed cells and the files it saved.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 JPEG = b"\xff\xd8\xff"
 
 # Every public function of prunehess.plots; the notebook shows each one.
-FUNCTIONS = [name for name in pp.__all__ if name not in ("DensityMap", "DENSITY_STYLES", "render_report")]
+FUNCTIONS = [name for name in pp.__all__
+             if name not in ("DensityMap", "BestSummary", "DENSITY_STYLES", "render_report")]
 RENDERERS = [name for name in FUNCTIONS if name.startswith("render_")]
 
 
@@ -56,7 +58,7 @@ def executed(tmp_path_factory):
     output = tmp_path / "output"
     extract(ExtractConfig.of(resume=_small_sample(tmp_path / "run"), zipname="digits.zip", output=output,
                              compute_each_layer=True, hessian_batch_size=50, slq_steps=20, trace_probes=20,
-                             max_iter=30, strategy="graph", device="cpu"),
+                             max_iter=30, strategy="graph", device="cpu", save_eigenvectors=True, top_n=2),
             on_event=lambda event: None)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     with pytest.MonkeyPatch.context() as mp:
@@ -141,6 +143,29 @@ def test_saving_functions_wrote_their_files(executed):
     assert not (figures / "top_eigenvalues" / "layer1").exists()  # layers=1: the first per-layer folder only
     report = (figures / "report.html").read_text(encoding="utf-8")
     assert report.lstrip().lower().startswith("<!doctype html") and "data:image/png;base64," in report
+
+
+def test_geometry_ran_and_was_saved(executed):
+    """The landscape geometry section ran landscape, barrier and pruning-step on the tree (they were missing) and
+    saved their figures with the saving functions."""
+    _, output = executed
+    tags = [f"{i + 1:03d}_best" for i in ITERATIONS]
+    results = [f"landscape/{d}{tag}.txt" for d in ("top1", "top2", "gradient", "random", "top1-top2") for tag in tags]
+    results += ["barrier/barrier.csv", "barrier/consecutive_001_best_002_best.txt", "pruning_step/pruning_step.csv"]
+    results += [f"barrier/rewind_{i + 1:03d}_00_{tag}.txt" for i, tag in zip(ITERATIONS, tags)]
+    missing = [name for name in results if not (output / name).is_file()]
+    assert not missing, f"not computed: {missing}"
+    figures = output / "notebook_figures"
+    expected = ["accuracy_best/best_model.jpg", "landscape/best_model.jpg", "barrier/consecutive.jpg",
+                "barrier/rewind.jpg", "overlap/whole_model/best_model.jpg", "overlap/whole_model/layer_share.jpg",
+                "overlap/layer0/best_model.jpg", "pruning_step/loss_change.jpg", "pruning_step/saliency_agreement.jpg",
+                "all/landscape/best_model.jpg", "all/barrier/rewind.jpg"]
+    expected += [f"landscape/surface{tag}.jpg" for tag in tags]
+    expected += [f"overlap/whole_model/model{i}.jpg" for i in ITERATIONS]
+    missing = [name for name in expected if not (figures / name).is_file()]
+    assert not missing, f"not written: {missing}"
+    for name in expected:
+        assert (figures / name).read_bytes()[:3] == JPEG, name
 
 
 def test_printed_listings_match_the_tree(executed):

@@ -5,6 +5,7 @@ Timings are real where only the structure of the result is checked; where a deci
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -264,3 +265,190 @@ def test_tune_does_not_time_cuda_graphs_without_a_gpu():
 
 def test_default_probes_per_product():
     assert PROBES_PER_PRODUCT == tuning_module.PROBES_PER_PRODUCT == 10
+
+
+# ----- the rule (``--strategy auto``): no timing ---------------------------------------------------------------
+def test_rule_picks_graph_reuse_one_chunk_and_single_products_without_timing(monkeypatch):
+    """Small activations: graph reuse over all mini-batches merged into one chunk, products one at a time, no CUDA
+    graphs on a CPU, no timings; and nothing is timed and no product is computed to decide it."""
+    from prunehess.operators.rule import rule_tuning
+
+    c = cases.build("cnn_batchnorm")
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    monkeypatch.setattr(tuning_module, "time", None)  # a timing would fail
+    monkeypatch.setattr(HessianOperator, "_matvec", lambda self, v: pytest.fail("the rule computed a product"))
+    chosen = rule_tuning(op)
+    monkeypatch.undo()
+    total = sum(int(y.shape[0]) for _, y in c.data)
+    assert chosen == Tuning("graph", "loop", False, total) and dict(chosen.timings) == {}
+    assert chosen.to_dict()["timings"] == {} and Tuning.from_dict(chosen.to_dict()) == chosen
+    assert configuration(op) == ("graph", "loop", False, None)  # chosen, not applied
+    op.apply_tuning(chosen)
+    check_products(op, c.expected, "the rule's configuration", rtol=RTOL, atol=ATOL)
+    single = HessianOperator(c.model, c.data[:1], c.loss_fn)
+    assert rule_tuning(single).chunk_size is None  # one mini-batch: nothing to merge
+
+
+def test_rule_merges_only_what_fits_its_memory_budget():
+    from prunehess.operators.rule import graph_bytes_per_sample, merged_chunk_size, rule_tuning
+
+    c = cases.build("mlp_tanh_ce")  # mini-batches of 4, 4 and 2
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    per_sample = graph_bytes_per_sample(op.problem, op.names)
+    copied = sum(x.element_size() * x.numel() + y.element_size() * y.numel() for x, y in c.data)
+    assert rule_tuning(op, merge_budget=copied - 1).chunk_size is None  # not even the merged copy of the inputs
+    assert rule_tuning(op, merge_budget=copied + 4 * per_sample).chunk_size == 8  # two mini-batches of 4
+    assert rule_tuning(op, merge_budget=copied + 6 * per_sample).chunk_size == 10  # all of them
+    op.apply_tuning(rule_tuning(op, merge_budget=copied + 4 * per_sample))
+    assert [int(y.shape[0]) for _, y in op.problem.batches] == [8, 2]
+    check_products(op, c.expected, "chunks of 8", rtol=RTOL, atol=ATOL)
+    uneven = [(torch.zeros(n, 3), torch.zeros(n, dtype=torch.long)) for n in (5, 5, 5, 1)]
+    assert merged_chunk_size(uneven, per_sample=0, budget=10**6) == 16
+    assert merged_chunk_size(uneven[:1], per_sample=0, budget=10**6) is None
+
+
+def test_graph_bytes_per_sample_is_what_the_kept_graph_holds_per_sample():
+    """One sample's count against a whole mini-batch's, per sample: the tensors autograd saves for the first-order
+    graph grow with the samples, and leave out the parameters and the batch's own storage."""
+    from prunehess.operators.hvp import HVPProblem
+    from prunehess.operators.rule import graph_bytes_per_sample, saved_bytes
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(12, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20), torch.nn.ReLU(),
+                                torch.nn.Linear(20, 4)).double()
+    x, y = torch.randn(64, 12, dtype=torch.float64), torch.randint(0, 4, (64,))
+    problem = HVPProblem(model, torch.nn.functional.cross_entropy, [(x, y)], [1.0])
+    names = [n for n, _ in model.named_parameters()]
+    one = graph_bytes_per_sample(problem, names)
+    assert one >= (30 + 20) * 8  # at least the hidden activations
+    assert one < 10 * (12 + 30 + 20 + 4) * 8  # a few copies per activation, not more
+    per_sample = saved_bytes(problem, names, x, y) / 64
+    assert per_sample == pytest.approx(one, rel=0.1)  # what a mini-batch keeps, per sample
+
+
+def test_rule_falls_back_to_double_backward_where_the_kept_graph_would_not_fit(monkeypatch):
+    from prunehess.operators import rule
+
+    c = cases.build("mlp_tanh_ce")
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    monkeypatch.setattr(rule, "_free_bytes", lambda device: 1000)  # a kilobyte free
+    assert rule.rule_tuning(op) == Tuning("double_backward")
+    monkeypatch.setattr(rule, "_free_bytes", lambda device: None)  # unknown: graph reuse
+    assert rule.rule_tuning(op).strategy == "graph"
+
+
+# ----- the run's choice (pipeline.strategy): chosen once, saved, reused --------------------------------------------
+def _run_strategy(tmp_path, requested: str):
+    from prunehess.layout import OutputLayout
+    from prunehess.pipeline.state import RunState
+    from prunehess.pipeline.strategy import RunStrategy
+
+    layout = OutputLayout(tmp_path / "out")
+    layout.records_dir.mkdir(parents=True, exist_ok=True)
+    notes = []
+    return RunStrategy(requested, RunState(layout, "key"), torch.device("cpu"), notes.append), layout, notes
+
+
+def test_auto_chooses_by_rule_saves_it_and_a_resumed_run_reuses_it(tmp_path, monkeypatch):
+    from prunehess.pipeline import strategy as strategy_module
+
+    c = cases.build("cnn_batchnorm")
+    total = sum(int(y.shape[0]) for _, y in c.data)
+    monkeypatch.setattr(strategy_module, "tune", lambda op: pytest.fail("auto timed the strategies"))
+    run, layout, notes = _run_strategy(tmp_path, "auto")
+    first, second = HessianOperator(c.model, c.data, c.loss_fn), HessianOperator(c.model, c.data, c.loss_fn)
+    run.settle(first)
+    run.settle(second)
+    assert configuration(first) == configuration(second) == ("graph", "loop", False, total)
+    saved = json.loads(layout.strategy_file.read_text())
+    assert saved == {"strategy": "graph", "batched_strategy": "loop", "cuda_graphs": False, "chunk_size": total,
+                     "timings": {}, "key": "key", "device": "cpu"}
+    assert [n.text for n in notes] == [f"  HVP strategy (by rule, untimed): graph, chunks of {total} / batched loop"]
+    check_products(second, c.expected, "auto", rtol=RTOL, atol=ATOL)
+    # a resumed run (or another rank) applies the saved choice, whichever way it was made, without choosing again
+    json.dump({**saved, "chunk_size": None}, layout.strategy_file.open("w"))
+    monkeypatch.setattr(strategy_module, "rule_tuning", lambda op: pytest.fail("chose again"))
+    resumed, _, notes = _run_strategy(tmp_path, "auto")
+    assert resumed.known() == {k: v for k, v in saved.items() if k not in ("key", "device")} | {"chunk_size": None}
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    resumed.settle(op)
+    assert configuration(op) == ("graph", "loop", False, None) and notes == []
+
+
+def test_tune_times_on_the_first_checkpoint_and_saves_its_choice(tmp_path, monkeypatch):
+    from prunehess.pipeline import strategy as strategy_module
+
+    c = cases.build("mlp_tanh_ce")
+    picked = Tuning("double_backward", "loop", timings={"graph": 0.002, "double_backward": 0.001})
+    calls = []
+    monkeypatch.setattr(strategy_module, "tune", lambda op: calls.append(op) or picked)
+    monkeypatch.setattr(strategy_module, "rule_tuning", lambda op: pytest.fail("tune used the rule"))
+    run, layout, notes = _run_strategy(tmp_path, "tune")
+    assert run.known() == {}
+    for _ in range(2):
+        op = HessianOperator(c.model, c.data, c.loss_fn)
+        run.settle(op)
+        assert op.strategy == "double_backward"
+    assert len(calls) == 1
+    assert {k: v for k, v in json.loads(layout.strategy_file.read_text()).items() if k not in ("key", "device")} \
+        == picked.to_dict()
+    assert notes[0].text == "  HVP strategy: graph 2.0 ms, double_backward 1.0 ms -> double_backward / batched loop"
+    assert run.known() == picked.to_dict()
+
+
+def test_named_strategies_and_data_parallel_choose_nothing(tmp_path, monkeypatch):
+    from prunehess.pipeline import strategy as strategy_module
+
+    c = cases.build("mlp_tanh_ce")
+    monkeypatch.setattr(strategy_module, "tune", lambda op: pytest.fail("timed"))
+    monkeypatch.setattr(strategy_module, "rule_tuning", lambda op: pytest.fail("chose by rule"))
+    run, layout, _ = _run_strategy(tmp_path, "double_backward")
+    op = HessianOperator(c.model, c.data, c.loss_fn)
+    run.settle(op)
+    assert configuration(op) == ("double_backward", "loop", False, None) and not layout.strategy_file.exists()
+    assert run.known() == {"strategy": "double_backward", "batched_strategy": "loop"}
+    for requested in ("auto", "tune"):  # every rank of a data-parallel run: graph reuse, as given
+        run, _, _ = _run_strategy(tmp_path / requested, requested)
+        op = HessianOperator(c.model, c.data, c.loss_fn, reduce=lambda t: t)
+        run.settle(op)
+        assert configuration(op) == ("graph", "loop", False, None)
+
+
+def test_rule_counts_a_whole_mini_batch_for_a_model_that_cannot_take_one_sample():
+    from prunehess.operators.rule import graph_bytes_per_sample, saved_bytes
+
+    class Squeezing(torch.nn.Module):  # a forward written for batches only: one sample loses its batch dimension
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3).double()
+
+        def forward(self, x):
+            return self.fc(torch.tanh(x)).squeeze()
+
+    model = Squeezing()
+    x, y = torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 3, (8,))
+    op = HessianOperator(model, [(x[:4], y[:4]), (x[4:], y[4:])])
+    with pytest.raises((RuntimeError, ValueError, IndexError)):
+        saved_bytes(op.problem, op.names, x[:1], y[:1])
+    per_sample = graph_bytes_per_sample(op.problem, op.names)
+    assert per_sample == -(-saved_bytes(op.problem, op.names, x[:4], y[:4]) // 4) > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rule_on_a_gpu_replays_merged_chunks_from_cuda_graphs():
+    """On a GPU the rule adds CUDA graphs (over the merged chunk); the products equal the CPU's dense Hessian."""
+    from prunehess.operators.rule import rule_tuning
+
+    c = cases.build("cnn_batchnorm")
+    model = copy.deepcopy(c.model).cuda()
+    data = [(x.cuda(), y.cuda()) for x, y in c.data]
+    op = HessianOperator(model, data, c.loss_fn)
+    chosen = rule_tuning(op)
+    assert (chosen.strategy, chosen.batched_strategy, chosen.cuda_graphs) == ("graph", "loop", True)
+    assert chosen.chunk_size == sum(int(y.shape[0]) for _, y in c.data)
+    op.apply_tuning(chosen)
+    V = torch.randn(op.size, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for j in range(3):  # captured at the first product, replayed after
+        assert_close(op.matvec(V[:, j].cuda()).cpu(), c.expected @ V[:, j], rtol=RTOL, atol=ATOL, name=f"col {j}")
+    with_dp = HessianOperator(model, data, c.loss_fn, forward=torch.nn.DataParallel(model))
+    assert not rule_tuning(with_dp).cuda_graphs  # a custom forward: no capture

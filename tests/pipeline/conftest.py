@@ -42,7 +42,7 @@ def factory(input_shape, num_classes):
 
 TINY_NAMES = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
 TINY_SIZES = (512, 8, 80, 10)
-RESULT_METRICS = ("top_eigenvalues", "trace", "density_eigen", "density_weight", "esd_plot")
+RESULT_METRICS = ("top_eigenvalues", "trace", "density_eigen", "density_weight", "esd_plot", "bottom_eigenvalues")
 
 # every run is on the CPU, with the strategy fixed (no timing-based choice), small estimator budgets
 FAST = ("--dataset", "digits", "--hessian-batch-size", "64", "--mini-hessian-batch-size", "32", "--top-n", "1",

@@ -26,11 +26,12 @@ def test_a_record_of_prunehess_0_1_reads_back_and_writes_the_same_json():
     assert record.summary_rows() == OLD_RECORD["rows"]
 
 
-def test_summary_rows_hold_exactly_the_summary_columns():
+def test_summary_rows_hold_only_summary_columns():
+    """A record's rows fill the summary's columns (a record of an earlier version leaves the newer ones empty)."""
     record = record_from_json(json.dumps(OLD_RECORD))
     names = [c.name for c in SUMMARY_COLUMNS]
     for row in record.summary_rows():
-        assert set(row) == set(names)
+        assert set(row) <= set(names) and {"iteration", "epoch", "layer", "trace", "hvps", "seconds"} <= set(row)
 
 
 def test_a_failed_record_and_unreadable_files():

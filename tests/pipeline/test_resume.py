@@ -22,7 +22,7 @@ from prunehess.layout import OutputLayout
 RUN_ARGS = ("--dataset", "digits", "--hessian-batch-size", "64", "--mini-hessian-batch-size", "32", "--top-n", "2",
             "--slq-steps", "16", "--slq-runs", "2", "--trace-probes", "8", "--no-test-accuracy", "--strategy", "graph",
             "--no-cuda", "--compute-each-layer")
-FILES_PER_CHECKPOINT = 5 * (1 + 4)  # five metrics, whole model and four parameter tensors
+FILES_PER_CHECKPOINT = 6 * (1 + 4)  # six metrics, whole model and four parameter tensors
 
 
 def _zip(kit, folder: Path, n: int = 3) -> Path:
@@ -131,14 +131,14 @@ def test_sigint_stops_after_the_checkpoint_in_flight(kit, tmp_path):
     records = sorted(p.stem for p in (out / ".prunehess" / "records").glob("*.json"))
     done = len(records)
     assert 1 <= done < 4 and records == tags[:done], records
-    assert len(kit.result_files(out)) == 5 * done
+    assert len(kit.result_files(out)) == 6 * done
     error = [ln for ln in log.splitlines() if ln.startswith("Error:")]
     assert len(error) == 1 and f"interrupted before checkpoint {tags[done]}" in error[0] and "rerun" in error[0]
     assert [r["iteration"] for r in kit.summary(out)] == [-1, 0, 1][:done]
     assert _stray_temporaries(out) == []
     rerun = kit.ok(kit.invoke(*args))
     assert f"{4 - done} computed, {done} already finished" in rerun.output
-    assert len(kit.result_files(out)) == 4 * 5
+    assert len(kit.result_files(out)) == 4 * 6
 
 
 def _entry_point() -> list[str]:
@@ -234,14 +234,14 @@ def test_a_rerun_moves_the_earlier_runs_other_results_out_of_the_tree(kit, tmp_p
     assert "trace_layer3/trace002_best.txt" in layered
 
     plain = kit.extract(run, out, model=model)  # no --compute-each-layer: other options, so all recomputed
-    assert "3 computed" in plain.output and "moved 60 result file(s) of an earlier run" in plain.output
+    assert "3 computed" in plain.output and "moved 72 result file(s) of an earlier run" in plain.output
     files = kit.text_files(out)
     assert not any("_layer" in name for name in files), sorted(files)
     assert OutputLayout(out).layers_present() == []
     assert [row["layer"] for row in kit.summary(out)] == [None] * 3
     (first,) = (out / ".prunehess" / "superseded").iterdir()
     assert (first / "trace_layer3" / "trace002_best.txt").read_bytes() == layered["trace_layer3/trace002_best.txt"]
-    assert len([p for p in first.rglob("*.txt")]) == 48 and len(list(first.rglob("*.pdf"))) == 12  # 5 x 4 x 3
+    assert len([p for p in first.rglob("*.txt")]) == 60 and len(list(first.rglob("*.pdf"))) == 12  # 6 x 4 x 3
     assert files["trace/trace002_best.txt"] == layered["trace/trace002_best.txt"]  # the whole model's numbers stay
 
     again = kit.extract(run, out, model=model)  # the same options: nothing to move
@@ -249,7 +249,7 @@ def test_a_rerun_moves_the_earlier_runs_other_results_out_of_the_tree(kit, tmp_p
 
     fewer = _zip(kit, tmp_path / "fewer", n=2)  # a zip without the last checkpoint, other numbers
     rerun = kit.extract(fewer, out, "--seed", "3", model=model)
-    assert "moved 5 result file(s)" in rerun.output  # the third checkpoint's five files
+    assert "moved 6 result file(s)" in rerun.output  # the third checkpoint's six files
     assert list(OutputLayout(out).list_results("trace")) == [(-1, 0), (0, None)]
     second = [p for p in (out / ".prunehess" / "superseded").iterdir() if p != first]
     assert len(second) == 1 and (second[0] / "trace" / "trace002_best.txt").is_file()
@@ -265,7 +265,7 @@ def test_results_moved_aside_are_recomputed_when_their_checkpoint_comes_back(kit
     out = tmp_path / "out"
     kit.extract(a, out, model=model)
     reference = kit.text_files(out)
-    assert "moved 5 result file(s)" in kit.extract(b, out, model=model).output
+    assert "moved 6 result file(s)" in kit.extract(b, out, model=model).output
     back = kit.extract(a, out, model=model)
     assert "3 computed, 0 already finished" in back.output
     assert kit.text_files(out) == reference

@@ -15,6 +15,7 @@ EPOCHS = (0, 10, 20)
 LAYERS = (0, 1)
 PERCENTS = (100.0, 80.0, 64.0)
 ACCURACY = {0: 20, 1: 10, 2: 20}  # summary.csv's best snapshot per iteration (for layouts without best files)
+BEST_ACCURACY = {0: 0.91, 1: 0.95, 2: 0.93}  # the best checkpoints' (rows with epoch "best")
 SUMMARY_COLUMNS = [
     Column("iteration", "int"), Column("epoch", "epoch"), Column("layer", "int"),
     Column("remaining_percent", "float"), Column("test_accuracy", "float"), Column("top_eigenvalues", "floats"),
@@ -32,6 +33,18 @@ def top_value(iteration, epoch, layer=None):
 def trace_value(iteration, epoch, layer=None):
     e = 25 if epoch is None else epoch
     return (3.0 if layer is None else 1.0 + layer) * (iteration + 1) + 0.5 * e
+
+
+def stderr_value(iteration, epoch, layer=None):
+    """Distinct for every checkpoint and block, so a band drawn from the wrong row fails."""
+    e = 25 if epoch is None else epoch
+    return 0.05 * (iteration + 1) + 0.01 * e + (0.0 if layer is None else 0.3 * (layer + 1))
+
+
+def accuracy_of(iteration, epoch):
+    if epoch is None:
+        return BEST_ACCURACY[iteration]
+    return 0.9 if epoch == ACCURACY[iteration] else 0.5
 
 
 def spectrum_of(iteration, epoch, layer=None, m=12):
@@ -58,7 +71,8 @@ class Tree:
 
 
 def build_tree(root, *, with_best=True, layers=LAYERS, iterations=ITERATIONS, epochs=EPOCHS, initial=True,
-               summary=True, remain=True) -> Tree:
+               summary=True, remain=True, stderr=True) -> Tree:
+    """An output tree of the values above; ``stderr=False``: a summary.csv of before the trace_stderr column."""
     out = OutputLayout(root)
     keys = [(i, e) for i in iterations for e in epochs]
     if with_best:
@@ -74,13 +88,13 @@ def build_tree(root, *, with_best=True, layers=LAYERS, iterations=ITERATIONS, ep
             out.write_density(i, e, nodes, weights, layer)
             if i >= 0:
                 rows.append(dict(iteration=i, epoch=e, layer=layer, remaining_percent=PERCENTS[i],
-                                 test_accuracy=(0.9 if e == ACCURACY[i] else 0.5) if e is not None else None,
-                                 top_eigenvalues=[top_value(i, e, layer)], trace=trace_value(i, e, layer),
-                                 trace_stderr=0.1, hvps=120, seconds=1.5))
+                                 test_accuracy=accuracy_of(i, e), top_eigenvalues=[top_value(i, e, layer)],
+                                 trace=trace_value(i, e, layer), hvps=120, seconds=1.5,
+                                 **({"trace_stderr": stderr_value(i, e, layer)} if stderr else {})))
     if remain:
         out.write_remain_params(PERCENTS[: len(iterations)])
     if summary:
-        out.write_summary(rows, SUMMARY_COLUMNS)
+        out.write_summary(rows, [col for col in SUMMARY_COLUMNS if stderr or col.name != "trace_stderr"])
     out.write_layers([(k, f"classifier.{2 * k}.weight", 100 * (k + 1)) for k in layers])
     out.write_config({"model": "fc1", "dataset": "digits", "output": root, "slq_runs": 1})
     return Tree(out, with_best=with_best, layers=tuple(layers), iterations=tuple(iterations), epochs=tuple(epochs))
@@ -90,7 +104,9 @@ def build_tree(root, *, with_best=True, layers=LAYERS, iterations=ITERATIONS, ep
 def known() -> SimpleNamespace:
     """The values the trees hold (test modules cannot import this conftest under importlib mode)."""
     return SimpleNamespace(ITERATIONS=ITERATIONS, EPOCHS=EPOCHS, LAYERS=LAYERS, PERCENTS=PERCENTS, ACCURACY=ACCURACY,
-                           top_value=top_value, trace_value=trace_value, spectrum_of=spectrum_of, build_tree=build_tree)
+                           BEST_ACCURACY=BEST_ACCURACY, top_value=top_value, trace_value=trace_value,
+                           stderr_value=stderr_value, accuracy_of=accuracy_of, spectrum_of=spectrum_of,
+                           build_tree=build_tree)
 
 
 @pytest.fixture(scope="session")

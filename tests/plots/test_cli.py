@@ -80,7 +80,8 @@ def test_plot_all(tree, tmp_path):
     result = run("plot", "all", "--path", tree.root, "--save-path", tmp_path, "--layers", "all", "--models", 2)
     assert result.exit_code == 0, result.output
     folders = sorted(p.name for p in tmp_path.iterdir())
-    assert folders == ["SLQ", "layer_match", "top_eigenvalues", "top_eigenvalues_best", "trace", "trace_best"]
+    assert folders == ["SLQ", "accuracy_best", "layer_match", "top_eigenvalues", "top_eigenvalues_best", "trace",
+                       "trace_best"]
     assert (tmp_path / "trace" / "layer1" / "model0.jpg").is_file()
 
 
@@ -111,9 +112,9 @@ def test_bad_layers_value(tree, tmp_path):
 
 
 def test_report(known, tmp_path, monkeypatch):
-    import prunehess.plots.report as report
+    from prunehess.plots.report import page
 
-    monkeypatch.setattr(report, "_png", lambda figure, dpi: (figure.clear(), "")[1])  # wiring only: no drawing
+    monkeypatch.setattr(page, "png_base64", lambda figure, dpi: (figure.clear(), "")[1])  # wiring only: no drawing
     tree = known.build_tree(tmp_path / "out", layers=(0,), iterations=(0,), epochs=(0, 10))
     result = run("report", tree.root)
     assert result.exit_code == 0, result.output

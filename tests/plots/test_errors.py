@@ -116,3 +116,24 @@ def test_bad_counts_are_value_errors(small, tmp_path):
         pp.plot_trace(small.root, tmp_path, models=1)
     with pytest.raises(ValueError, match="layers must be a count"):
         pp.plot_trace(small.root, tmp_path, layers=-1)
+
+
+def test_accuracy_needs_the_summary(known, tmp_path):
+    tree = known.build_tree(tmp_path / "o", layers=(), iterations=(0,), epochs=(0,), summary=False)
+    _raises(r"summary.csv: not found \(test accuracies are read from it\)", pp.plot_accuracy_best, tree.root,
+            tmp_path / "f")
+
+
+def test_accuracy_absent_from_the_summary(small, tmp_path):
+    from prunehess.layout import Column
+
+    rows = [{k: v for k, v in row.items() if k != "test_accuracy"} for row in small.layout.read_summary()]
+    small.layout.write_summary(rows, [Column("iteration", "int"), Column("epoch", "epoch"), Column("layer", "int")])
+    _raises(r"summary.csv: no test_accuracy of any pruning iteration .*--no-test-accuracy", pp.plot_accuracy_best,
+            small.root, tmp_path / "f")
+    assert not any(p.parent.name == "accuracy_best" for p in pp.plot_all(small.root, tmp_path / "all", epochs=1))
+
+
+def test_accuracy_of_an_iteration_beyond_the_summary(small, tmp_path):
+    _raises(r"summary.csv: no results for iteration tag\(s\) 003 \(models=4", pp.plot_accuracy_best, small.root,
+            tmp_path / "f", models=4)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from matplotlib.collections import QuadMesh
+from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.figure import Figure
 
 import prunehess.plots as pp
@@ -116,3 +116,95 @@ def test_layer_match_renderer():
     np.testing.assert_array_equal(ax.lines[1].get_ydata(), [2.0, 3.0])
     assert ax.get_xlabel() == "Remaining parameters (%)"
     assert ax.get_ylabel() == "Wasserstein-1 distance to the full spectrum"
+
+
+def _band_edges(ax) -> dict[float, tuple[float, float]]:
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    edges: dict[float, list[float]] = {}
+    for path in band.get_paths():
+        for x, y in path.vertices:
+            edges.setdefault(float(x), []).append(float(y))
+    return {x: (min(ys), max(ys)) for x, ys in edges.items()}
+
+
+def test_epoch_trend_band_is_two_standard_errors():
+    fig = pp.render_epoch_trend([0, 10, 20], [5.0, 4.0, 4.5], stderr=[0.5, 0.25, 0.0], ylabel="Hessian trace")
+    ax = fig.axes[0]
+    assert _band_edges(ax) == {0.0: (4.0, 6.0), 10.0: (3.5, 4.5), 20.0: (4.5, 4.5)}
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["± 2 standard errors"]
+    with pytest.raises(ValueError, match="one line"):
+        pp.render_epoch_trend([0, 10], [[1.0, 2.0], [3.0, 4.0]], stderr=[0.1, 0.1])
+
+
+def test_best_trend_band_and_its_absence():
+    fig = pp.render_best_trend([100.0, 80.0], [5.0, 8.0], stderr=[1.0, 0.5])
+    assert _band_edges(fig.axes[0]) == {100.0: (3.0, 7.0), 80.0: (7.0, 9.0)}
+    for stderr in (None, [np.nan, np.nan], [0.0, 0.0]):  # unknown, or exact traces: nothing to draw
+        ax = pp.render_best_trend([100.0, 80.0], [5.0, 8.0], stderr=stderr).axes[0]
+        assert not ax.collections and ax.get_legend() is None
+
+
+def test_band_decides_the_log_scale():
+    """Values spanning decades whose band reaches 0 or below stay on a linear axis (a log axis would cut it)."""
+    assert pp.render_best_trend([100.0, 80.0, 64.0], [1.0, 30.0, 2000.0]).axes[0].get_yscale() == "log"
+    fig = pp.render_best_trend([100.0, 80.0, 64.0], [1.0, 30.0, 2000.0], stderr=[1.0, 1.0, 1.0])
+    assert fig.axes[0].get_yscale() == "linear"
+
+
+def test_heatmap_marks_the_outliers_under_the_colour_floor():
+    """A bulk near 0 and outliers of weight 1e-7: their colour is under the floor, so they are marked, and λmax
+    (a given top eigenvalue beyond every node, or the largest node) is inside the value axis."""
+    bulk = np.linspace(-0.05, 0.3, 40)
+    nodes = np.concatenate([bulk, [6.0, 9.5]])
+    weights = np.concatenate([np.full(40, (1 - 2e-7) / 40), [1e-7, 1e-7]])
+    spectra = [(nodes, weights), (nodes * 0.5, weights)]
+    fig = pp.render_density_heatmap([10, 0], spectra, num_points=200, top_eigenvalues=[[12.0, 3.0], None])
+    ax = fig.axes[0]
+    marks = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+    assert marks["λmax (top_eigenvalues)"] == ([10.0], [12.0])
+    assert marks["λmax (largest Ritz node)"] == ([0.0], [4.75])  # epochs sorted: epoch 0 is the halved spectrum
+    assert marks["Ritz nodes beyond the colour scale"] == ([0.0, 0.0, 10.0, 10.0], [3.0, 4.75, 6.0, 9.5])
+    lo, hi = ax.get_ylim()
+    assert hi > 12.0 and lo < -0.05
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["Ritz nodes beyond the colour scale", "λmax (top_eigenvalues)", "λmax (largest Ritz node)"]
+
+
+def test_heatmap_without_outliers_marks_lambda_max_only():
+    spectra = [(np.array([0.01, 10.0]), np.array([0.5, 0.5]))]
+    ax = pp.render_density_heatmap([0], spectra, num_points=64, linthresh=0.1).axes[0]
+    assert [line.get_label() for line in ax.lines] == ["λmax (largest Ritz node)"]
+    assert list(ax.lines[0].get_ydata()) == [10.0]
+
+
+def test_accuracy_renderer():
+    fig = pp.render_accuracy_best([100.0, 80.0, 64.0], [0.91, 0.93, 0.92], title="t")
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), [100.0, 80.0, 64.0])
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [0.91, 0.93, 0.92])
+    assert ax.get_ylabel() == "Test accuracy" and ax.get_xlabel() == "Remaining parameters (%)"
+    assert ax.yaxis.get_major_formatter()(0.925, 0) == "92.5%"
+    lo, hi = ax.get_ylim()
+    assert hi - lo == pytest.approx(0.05) and lo < 0.91 and hi > 0.93  # two points of accuracy do not fill the panel
+    lo, hi = pp.render_accuracy_best([100.0, 10.0], [0.9, 0.2]).axes[0].get_ylim()
+    assert lo < 0.2 and hi > 0.9
+
+
+def test_best_summary_panels_share_the_percent_axis():
+    fig = pp.render_best_summary([100.0, 80.0, 64.0], top_eigenvalue=[12.0, 6.0, 8.0], trace=[50.0, 27.0, 39.0],
+                                 trace_stderr=[0.5, 1.0, np.nan], test_accuracy=[0.9, 0.92, 0.93], title="best")
+    top, trace, accuracy = fig.axes
+    assert [ax.get_ylabel() for ax in fig.axes] == ["Top Hessian eigenvalue", "Hessian trace", "Test accuracy"]
+    for ax, values in ((top, [12.0, 6.0, 8.0]), (trace, [50.0, 27.0, 39.0]), (accuracy, [0.9, 0.92, 0.93])):
+        np.testing.assert_array_equal(ax.lines[0].get_xdata(), [100.0, 80.0, 64.0])
+        np.testing.assert_array_equal(ax.lines[0].get_ydata(), values)
+        assert ax.get_xlim() == accuracy.get_xlim() and ax.xaxis_inverted()
+    edges = _band_edges(trace)
+    assert edges[100.0] == (49.0, 51.0) and edges[80.0] == (25.0, 29.0) and 64.0 not in edges
+    assert not top.collections and not accuracy.collections
+    assert top.get_xlabel() == "" and accuracy.get_xlabel() == "Remaining parameters (%)"
+    assert fig.get_suptitle() == "best"
+    only = pp.render_best_summary([100.0], test_accuracy=[0.9])
+    assert [ax.get_ylabel() for ax in only.axes] == ["Test accuracy"]
+    with pytest.raises(ValueError, match="nothing|no top"):
+        pp.render_best_summary([100.0])

@@ -5,6 +5,7 @@ a lower layer, nothing else:
 
     __main__
     cli
+    geometry
     pipeline, training
     analyses
     plots
@@ -26,6 +27,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "prunehess"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__",),
     ("cli",),
+    ("geometry",),
     ("pipeline", "training"),
     ("analyses",),
     ("plots",),

@@ -214,3 +214,23 @@ def test_constant_schedule_with_tracking_every_other_epoch(tmp_path, h):
     assert [r["top_eigenvalue"] is not None for r in rows] == [True, False, True, False, True]
     assert {r["batch_size"] for r in rows} == {16}
     assert [r["trace"] for r in rows if r["trace"] is not None] == [2.0, 2.0, 2.0]
+
+
+def test_a_run_of_the_previous_version_resumes(tmp_path, h):
+    """The previous version's folder: a log without the lr column, a state without the final state dict, and its
+    fingerprint (the same dict for today's options: see test_config)."""
+    import csv
+
+    _run(h, tmp_path / "run", prune_iterations=2, epochs=1)
+    log = tmp_path / "run" / "train_log.csv"
+    with open(log, newline="") as fh:
+        rows = [r[:-1] for r in csv.reader(fh)]
+    assert rows[0][-1] == "trace"
+    log.write_text("".join(",".join(r) + "\n" for r in rows))
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert "final_state" not in state and set(state) == {"format", "fingerprint", "completed", "remaining",
+                                                         "best_accuracy", "final_weights", "masks"}
+    config, summary = _run(h, tmp_path / "run", prune_iterations=3, epochs=1)
+    assert summary.iterations_skipped == (0, 1) and summary.iterations_run == (2,)
+    logged = read_log(RunFolder.for_config(config).log)
+    assert [r["lr"] for r in logged] == [None, None, None, None, None, 0.05]
