@@ -8,7 +8,7 @@ import click
 
 from prunehess.cli._options import declared_options
 from prunehess.cli._root import main
-from prunehess.geometry import BarrierOptions, run_barrier
+from prunehess.geometry.options import BarrierOptions
 
 __all__ = ["barrier_command"]
 
@@ -32,6 +32,8 @@ def barrier_command(output: Path, **options: Any) -> None:
     test_error), OUTPUT/barrier/barrier.csv (one row per pair) and figures in OUTPUT/figures/barrier/. Reruns skip
     finished pairs.
     """
+    from prunehess.geometry.barrier import run_barrier  # its figures import matplotlib
+
     report = run_barrier(output, BarrierOptions.of(**options))
     if report is None:  # a torchrun rank other than 0
         return

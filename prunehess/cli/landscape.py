@@ -8,7 +8,7 @@ import click
 
 from prunehess.cli._options import declared_options
 from prunehess.cli._root import main
-from prunehess.geometry import LandscapeOptions, run_landscape
+from prunehess.geometry.options import LandscapeOptions
 
 __all__ = ["landscape_command"]
 
@@ -33,6 +33,8 @@ def landscape_command(output: Path, **options: Any) -> None:
     grid), and figures in OUTPUT/figures/landscape/. Reruns skip finished files. The run (zip, model, data, seed)
     is read from OUTPUT/config.yaml.
     """
+    from prunehess.geometry.landscape import run_landscape  # its figures import matplotlib
+
     report = run_landscape(output, LandscapeOptions.of(**options))
     if report is None:  # a torchrun rank other than 0
         return

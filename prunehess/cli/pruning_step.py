@@ -8,7 +8,7 @@ import click
 
 from prunehess.cli._options import declared_options
 from prunehess.cli._root import main
-from prunehess.geometry import PruningStepOptions, run_pruning_step
+from prunehess.geometry.options import PruningStepOptions
 
 __all__ = ["pruning_step_command"]
 
@@ -33,6 +33,8 @@ def pruning_step_command(output: Path, **options: Any) -> None:
     one. Writes OUTPUT/pruning_step/pruning_step.csv (one row per step for the whole model, then per layer) and
     figures in OUTPUT/figures/pruning_step/. Reruns skip finished steps.
     """
+    from prunehess.geometry.pruning_step import run_pruning_step  # its figures import matplotlib
+
     report = run_pruning_step(output, PruningStepOptions.of(**options))
     if report is None:  # a torchrun rank other than 0
         return

@@ -14,17 +14,21 @@
 
 The overlaps of saved eigenspaces are figures of the output alone: :mod:`prunehess.plots.overlap`.
 """
-from prunehess.geometry.barrier import run_barrier
-from prunehess.geometry.curves import Interpolation, Landscape, barrier_height, interpolation, loss_landscape, steps
-from prunehess.geometry.directions import (eigen_direction, filter_normalized_direction, gradient_direction,
-                                           surviving_masks, unit_direction)
-from prunehess.geometry.evaluate import CLASSIFICATION, Objective, PointEvaluator, PointValues, model_state
-from prunehess.geometry.landscape import run_landscape
-from prunehess.geometry.options import BarrierOptions, LandscapeOptions, PruningStepOptions, RunOptions
-from prunehess.geometry.pruning_step import run_pruning_step
-from prunehess.geometry.ranking import average_ranks, expected_hits, lowest_saliency, spearman
-from prunehess.geometry.runner import JobReport
-from prunehess.geometry.step import StepResult, StepRow, analyse_step, step_diagonal
+from prunehess._lazy import lazy_exports
+
+_EXPORTS = {  # module: the names this package re-exports from it (imported at first use: prunehess._lazy)
+    "barrier": ("run_barrier",),
+    "curves": ("Interpolation", "Landscape", "barrier_height", "interpolation", "loss_landscape", "steps"),
+    "directions": ("eigen_direction", "filter_normalized_direction", "gradient_direction", "surviving_masks",
+                   "unit_direction"),
+    "evaluate": ("CLASSIFICATION", "Objective", "PointEvaluator", "PointValues", "model_state"),
+    "landscape": ("run_landscape",),
+    "options": ("BarrierOptions", "LandscapeOptions", "PruningStepOptions", "RunOptions"),
+    "pruning_step": ("run_pruning_step",),
+    "ranking": ("average_ranks", "expected_hits", "lowest_saliency", "spearman"),
+    "runner": ("JobReport",),
+    "step": ("StepResult", "StepRow", "analyse_step", "step_diagonal"),
+}
 
 __all__ = [
     # the commands
@@ -40,3 +44,5 @@ __all__ = [
     # batched evaluation
     "PointEvaluator", "PointValues", "Objective", "CLASSIFICATION", "model_state",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -63,7 +63,7 @@ class RunOptions:
                                         "one).")
     memory_mb: Optional[int] = option(None, minimum=1, numerics=False, show_default=False,
                                       help="Memory budget in MiB: for one batched pass of points (landscape, barrier; "
-                                           "default: half the free GPU memory, 1024 on a CPU), or for the exact "
+                                           "default: half the free GPU memory, 128 on a CPU), or for the exact "
                                            "diagonal (pruning-step; default 256).")
     plot: bool = option(True, off=("--no-plot",), numerics=False,
                         help="Draw the figures into OUTPUT/figures/<command>/ when done.")

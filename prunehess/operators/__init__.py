@@ -7,6 +7,7 @@ from prunehess.operators.hessian import HessianOperator, split_batch
 from prunehess.operators.masks import detect_masks, prune_pair_masks, zero_masks
 from prunehess.operators.params import ParameterSpace
 from prunehess.operators.tuning import Tuning, tune
+from prunehess.operators.rule import rule_tuning
 from prunehess.operators.curvature import CurvatureOperator, loss_gradient
 from prunehess.operators.linearity import check_piecewise_linear
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_piecewise_linear",
     # choosing its product strategies
     "Tuning",
+    "rule_tuning",
     "tune",
     # generic operators
     "LinearOperator",

@@ -2,28 +2,30 @@
 
 Timing the strategies (:func:`~prunehess.operators.tuning.tune`) cost more than it saved on the runs it was
 measured on (on a 2-core CPU, 3.3 s of a 12.7 s six-checkpoint run, with a choice that varied from run to run
-and up to twice the peak memory), and the same configuration won every measurement taken without load:
+and up to twice the peak memory), and the same configuration won every measurement taken without load
+(``docs/benchmarks.md``, "The strategy rule"):
 
 - **graph reuse** (the first-order graph built once per operator and kept): every product is one backward pass
-  through it; PyHessian's way rebuilds the graph for every product (1.6–2.7× slower on the CPU, LeNet-300-100
-  and ResNet-20; 2.1–3.7× on an H100);
+  through it, where PyHessian's double backward rebuilds the graph for every product (LeNet-300-100 on 1000
+  MNIST images: 16.4 against 32.7 ms a product on the 2-core CPU, 6.7 against 16.3 ms on an H100; ResNet-20:
+  23.1 against 43.7 ms on an H100);
 - **one product at a time** (``batched_strategy="loop"``): on a CPU a batched product of ``k`` vectors costs
   about ``k`` products, and on a GPU the products replayed from CUDA graphs leave batching little to gain,
   for ``k`` times the memory;
-- **the mini-batches merged into larger chunks** where memory allows (fewer, larger kernels: 10.6–12.2 → 8.3–9.1
-  ms a product on LeNet-300-100 with 5 mini-batches of 200, −20 %). The graph keeps every mini-batch's
-  activations anyway; what merging adds is a copy of the merged inputs and, during a product, temporaries the
-  size of a chunk's activations instead of a mini-batch's. Both are computed without timing: the activations
-  the first-order graph keeps per sample (:func:`graph_bytes_per_sample`: one sample through the forward and
-  the gradient, counting the tensors autograd saves) times the samples added to a chunk, plus the merged
-  inputs' bytes. Chunks grow by whole mini-batches while that stays within ``merge_budget`` (64 MiB);
-- **on a GPU, products replayed from CUDA graphs** (4.1× faster than eager graph reuse for ResNet-20 and 4.8×
-  for LeNet-300-100 on an H100, for a capture pool that held 66 MiB more at the peak);
+- **the mini-batches merged into larger chunks** where memory allows (fewer, larger kernels: LeNet-300-100's five
+  mini-batches of 200 merged into one chunk of 1000 take 11.2 instead of 16.4 ms a product on the 2-core CPU). The
+  graph keeps every mini-batch's activations anyway; what merging adds is a copy of the merged inputs and, during a
+  product, temporaries the size of a chunk's activations instead of a mini-batch's. Both are computed without
+  timing: the activations the first-order graph keeps per sample (:func:`graph_bytes_per_sample`: one sample through
+  the forward and the gradient, counting the tensors autograd saves) times the samples added to a chunk, plus the
+  merged inputs' bytes. Chunks grow by whole mini-batches while that stays within ``merge_budget`` (64 MiB);
+- **on a GPU, products replayed from CUDA graphs** (on an H100: 1.4 against 6.7 ms eager for LeNet-300-100, 11.9
+  against 23.1 ms for ResNet-20, for a capture that held 66 MiB more at the peak);
 - **PyHessian's double backward** only where the kept graph would not fit: more than a quarter of the memory
   free on the device (``torch.cuda.mem_get_info``; the available RAM on a CPU).
 
-A custom forward (``nn.DataParallel``) keeps graph reuse without CUDA graphs. The figures are from
-``docs/benchmarks.md``; ``extract --strategy tune`` still times the candidates on the first checkpoint.
+A custom forward (``nn.DataParallel``) keeps graph reuse without CUDA graphs. ``extract --strategy tune`` still
+times the candidates on the first checkpoint.
 
 Example:
     >>> import torch

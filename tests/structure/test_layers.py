@@ -12,7 +12,7 @@ a lower layer, nothing else:
     checkpoints, models, data, estimators, layout, reference
     operators
     storage, options, devices
-    errors, _version
+    errors, _version, _lazy
 
 The test reads the source with ``ast`` (it imports nothing), resolves relative imports and ``from pkg import
 module``, and fails listing every arrow against the order, and every import cycle between modules.
@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("checkpoints", "models", "data", "estimators", "layout", "reference"),
     ("operators",),
     ("storage", "options", "devices"),
-    ("errors", "_version"),
+    ("errors", "_version", "_lazy"),
 )
 """``prunehess.<name>`` → its layer; ``prunehess`` itself (the library's re-exports) stands above them all."""
 
