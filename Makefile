@@ -26,10 +26,13 @@ demo: install
 	$(BIN)/prunehess pruning-step demo_output --no-plot
 	$(BIN)/prunehess plot all --path demo_output
 	$(BIN)/prunehess report demo_output
+	$(BIN)/prunehess extract --resume sample_checkpoints --output demo_output_ggn --curvature ggn --top-n 2
+	$(BIN)/prunehess compare demo_output demo_output_ggn --save-path demo_output/figures/hessian_vs_ggn
 	@echo
 	@echo "Results: demo_output/ (summary.csv, top_eigenvalues/, trace/, bottom_eigenvalues/, density_*/, esd_plot/,"
 	@echo "         eigenvectors/, landscape/, barrier/, pruning_step/)"
 	@echo "Figures: demo_output/figures/   Report: demo_output/report.html"
+	@echo "The GGN of the same checkpoints: demo_output_ggn/; Hessian against GGN: demo_output/figures/hessian_vs_ggn/"
 
 test: install-test
 	$(BIN)/python -m pytest -q
@@ -47,4 +50,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_engine.py --models lenet   # per estimator; ResNet-20 on a CPU takes hours: add --device cuda
 
 clean:
-	rm -rf $(VENV) demo_output *.egg-info bench_e2e.md bench_e2e.json bench_peers.md bench_peers.json
+	rm -rf $(VENV) demo_output demo_output_ggn *.egg-info bench_e2e.md bench_e2e.json bench_peers.md bench_peers.json

@@ -142,6 +142,16 @@ def test_trend_figures_band_the_trace_alone(figures, known):
                                        rtol=1e-12)
 
 
+def test_trend_figures_name_the_quantity_on_the_value_axis(figures):
+    """Every trend's value axis names what is drawn (a legend entry, e.g. a remaining percent, once leaked there)."""
+    _, shots = figures
+    labels = {axes[0]["title"]: axes[0]["ylabel"] for axes in shots[1:] if "plot: " in axes[0]["title"]}
+    assert labels, "no trend figure found"
+    for title, ylabel in labels.items():
+        expected = "Top Hessian eigenvalue" if title.startswith("Top eigenvalues") else "Hessian trace"
+        assert ylabel == expected, f"{title}: y label {ylabel!r}"
+
+
 def test_heat_maps_mark_lambda_max(figures, known):
     _, shots = figures
     heat = next(axes for axes in shots if "λmax (top_eigenvalues)" in axes[-1]["legend"])

@@ -52,9 +52,9 @@ def _within_figure(series: Series, metric: str, percents: dict[int, float] | Non
     n = len(series)
     shown = []
     for idx, (iteration, (epochs, values, stderr)) in enumerate(series.items()):
-        label = f"{percents[iteration]:.1f}%" if percents and iteration in percents else iteration_tag(iteration)
+        name = f"{percents[iteration]:.1f}%" if percents and iteration in percents else iteration_tag(iteration)
         color = cmap(0.9 * idx / max(n - 1, 1))
-        ax.plot(epochs, values, marker="o", markersize=3, linewidth=1.2, color=color, label=label)
+        ax.plot(epochs, values, marker="o", markersize=3, linewidth=1.2, color=color, label=name)
         band = stderr_band(ax, epochs, values, stderr, color=color, alpha=0.18, label=None)
         shown.append(values if band is None else np.concatenate(
             [values, *(p.vertices[:, 1] for p in band.get_paths())]))
