@@ -191,7 +191,7 @@ class PointEvaluator:
         C = C.to(device=batches[0][0].device, dtype=dtype)
         with eval_mode(self.model):
             if self.chunk is None:
-                self.chunk = self._chunk_size(len(C), batches) if self.mode == "vmap" else len(C)
+                self.chunk = self._chunk_size(len(C), batches)  # a loop holds a chunk's weights too
             parts, start = [], 0
             while start < len(C):
                 try:

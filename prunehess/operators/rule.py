@@ -130,9 +130,17 @@ def saved_bytes(problem: HVPProblem, names: Sequence[str], x: Tensor, y: Tensor)
 
 
 def _free_bytes(device: torch.device) -> Optional[int]:
-    """Free memory on ``device`` (a GPU's free bytes; a CPU's available pages), or ``None`` where unknown."""
+    """Free memory on ``device`` (a GPU's free bytes; on a CPU the kernel's ``MemAvailable``, which counts the
+    page cache it can reclaim, else the free pages), or ``None`` where unknown."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):  # not Linux
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):  # not a POSIX system

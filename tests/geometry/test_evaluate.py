@@ -64,6 +64,18 @@ def test_chunks_give_the_same_numbers():
     a, b = whole(C, data), small(C, data)
     assert whole.chunk == 9 and small.chunk == 1
     assert torch.allclose(a.loss, b.loss, rtol=0, atol=1e-14)
+    # one point at a time (no vmap) holds a chunk's weights too, within the same budget
+    looped = PointEvaluator(model, d, batched=False, memory_bytes=1)
+    assert torch.allclose(looped(C, data).loss, a.loss, rtol=0, atol=1e-14) and looped.chunk == 1
+
+
+def test_directions_that_move_nothing_give_one_value_everywhere():
+    model, data = _mlp(), _data()
+    C = torch.linspace(-1, 1, 4, dtype=torch.float64)[:, None]
+    for batched in (True, False):
+        values = PointEvaluator(model, [{}], batched=batched)(C, data)
+        loss, _ = _direct(model, model_state(model), data)
+        assert torch.allclose(values.loss, torch.full((4,), loss, dtype=torch.float64), rtol=1e-13, atol=0)
 
 
 class _NeedsItem(nn.Module):

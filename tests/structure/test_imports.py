@@ -27,3 +27,5 @@ def test_every_listed_name_resolves_from_its_module(package):
         assert value is not None and name in dir(module), name
     with pytest.raises(AttributeError, match="has no attribute 'not_a_name'"):
         getattr(module, "not_a_name")
+    submodule = "density" if package == "prunehess.plots" else "curves"  # bound as eager imports bound it
+    assert getattr(module, submodule) is importlib.import_module(f"{package}.{submodule}")
