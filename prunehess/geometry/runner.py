@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import torch
 import torch.distributed as dist
 
 from prunehess.errors import PrunehessError
 from prunehess.pipeline import ExtractConfig, launched_by_torchrun
-from prunehess.pipeline.context import RunContext, Share, open_run, run_device, start
-from prunehess.pipeline.distributed import close_process_group  # the Gloo shutdown fix
+from prunehess.pipeline.context import RunContext, Share, open_run, start
+from prunehess.pipeline.distributed import close_process_group, open_process_group, start_on_rank0, torchrun_device
 from prunehess.pipeline.events import Listener
 
 __all__ = ["JobReport", "run_job"]
@@ -71,43 +70,28 @@ def run_job(config: ExtractConfig, job: Job, finish: Finish, *, emit: Listener,
     return _distributed(config, job, finish, emit, prepare, sweep)
 
 
-def _device(config: ExtractConfig) -> tuple[ExtractConfig, torch.device]:
-    device = run_device(config)
-    if device.type == "cuda" and device.index is None:
-        config = config.replace(device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-        device = run_device(config)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return config, device
-
-
 def _owner_start(config, rank, emit, prepare, sweep):
     """Rank 0 starts; every rank learns the folder and the preparation, or why rank 0 could not start."""
-    outcome: list = [None, None, None]
-    lock = None
-    if rank == 0:
+
+    def attempt():
+        lock, folder = start(config, emit)
         try:
-            lock, folder = start(config, emit)
             sweep()
-            outcome[:2] = [str(folder), prepare(config, emit)]
-        except PrunehessError as err:
-            if lock is not None:
-                lock.release()
-            outcome[2] = str(err)
-            dist.broadcast_object_list(outcome, src=0)
+            return lock, (str(folder), prepare(config, emit))
+        except PrunehessError:
+            lock.release()
             raise
-    dist.broadcast_object_list(outcome, src=0)
-    if outcome[2] is not None:
-        raise PrunehessError(f"rank {rank} stops: rank 0 could not start ({outcome[2]})")
-    return lock, Path(outcome[0]), outcome[1]
+
+    lock, (folder, prepared) = start_on_rank0(rank, attempt)
+    return lock, Path(folder), prepared
 
 
 def _distributed(config: ExtractConfig, job: Job, finish: Finish, emit: Listener, prepare: Prepare,
                  sweep: Callable[[], None]) -> Optional[JobReport]:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    config, device = _device(config)
+    config, device = torchrun_device(config)
     emit = emit if rank == 0 else (lambda event: None)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    open_process_group(device)
     barrier = (lambda: dist.barrier(device_ids=[device.index])) if device.type == "cuda" else dist.barrier
     try:
         lock, folder, prepared = _owner_start(config, rank, emit, prepare, sweep)

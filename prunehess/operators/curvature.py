@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from prunehess.errors import NonDeterministicError
 from prunehess.operators.base import LinearOperator
-from prunehess.operators.engine import _merge_chunks
+from prunehess.operators.engine import rechunk
 from prunehess.operators.hessian import ParamSelector, _select
 from prunehess.operators.hvp import HVPProblem, eval_mode
 from prunehess.operators.masks import detect_masks
@@ -93,17 +93,7 @@ class SharedBatch:
 
     def set_chunk_size(self, chunk_size: Optional[int]) -> None:
         """Merge consecutive mini-batches into chunks of up to ``chunk_size`` samples (weights ``n_c / N``)."""
-        if chunk_size is not None and int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
-        chunk_size = None if chunk_size is None else int(chunk_size)
-        problem = self.problem
-        if chunk_size == problem.chunk_size:
-            return
-        batches = _merge_chunks(problem.minibatches, chunk_size)
-        self.release()
-        problem.batches = batches
-        problem.weights = [int(y.shape[0]) / problem.total_samples for _, y in batches]
-        problem.chunk_size = chunk_size
+        rechunk(self.problem, chunk_size, self.release)
 
 
 class CurvatureOperator(LinearOperator):

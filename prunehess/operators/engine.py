@@ -64,6 +64,23 @@ def _merge_chunks(data: Batches, chunk_size: Optional[int]) -> list[tuple[Tensor
     return [g[0] if len(g) == 1 else (torch.cat([x for x, _ in g]), torch.cat([y for _, y in g])) for g in groups]
 
 
+def rechunk(problem: HVPProblem, chunk_size: Optional[int], release: Callable[[], None]) -> None:
+    """Process ``problem``'s consecutive mini-batches together in chunks of up to ``chunk_size`` samples
+    (``None``: as given), with weights ``n_c / N`` per chunk; ``release`` drops what was built on the old chunks.
+    Nothing happens when the chunking is unchanged; the merge runs first, so running out of memory there changes
+    nothing."""
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
+    chunk_size = None if chunk_size is None else int(chunk_size)
+    if chunk_size == problem.chunk_size:
+        return
+    batches = _merge_chunks(problem.minibatches, chunk_size)
+    release()
+    problem.batches = batches
+    problem.weights = [int(y.shape[0]) / problem.total_samples for _, y in batches]
+    problem.chunk_size = chunk_size
+
+
 class ProductEngine:
     """Hessian-vector products of one problem over any selection of its parameters ``names``.
 
@@ -119,17 +136,7 @@ class ProductEngine:
         """Process consecutive mini-batches together in chunks of up to ``chunk_size`` samples (``None``: as
         given), with weights ``n_c / N`` per chunk. Releases the first-order graph (and its captures) when the
         chunking changes; the merge runs first, so running out of memory there changes nothing."""
-        if chunk_size is not None and int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be positive or None, got {chunk_size}")
-        chunk_size = None if chunk_size is None else int(chunk_size)
-        problem = self.problem
-        if chunk_size == problem.chunk_size:
-            return
-        batches = _merge_chunks(problem.minibatches, chunk_size)  # may run out of memory: nothing changed yet
-        self.release()
-        problem.batches = batches
-        problem.weights = [int(y.shape[0]) / problem.total_samples for _, y in batches]
-        problem.chunk_size = chunk_size
+        rechunk(self.problem, chunk_size, self.release)
 
     # ----- products ------------------------------------------------------------------------------------------
     def hvp(self, strategy: str, names: Sequence[str]) -> HVP:

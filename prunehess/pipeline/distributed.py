@@ -26,7 +26,7 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -38,7 +38,8 @@ from prunehess.pipeline.events import Listener, Note, print_lines
 from prunehess.pipeline.run import ExtractReport, extract, finish, go_through
 from prunehess.storage import FolderLock
 
-__all__ = ["run_extract", "launched_by_torchrun", "all_reduce_sum", "close_process_group"]
+__all__ = ["run_extract", "launched_by_torchrun", "all_reduce_sum", "close_process_group", "torchrun_device",
+           "open_process_group", "start_on_rank0"]
 
 DEFAULT_TIMEOUT_S = 24 * 3600
 
@@ -82,33 +83,46 @@ def run_extract(config: ExtractConfig, *, on_event: Listener = print_lines) -> O
                           "process"))
         return extract(config, on_event=on_event)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    device = run_device(config)
-    if device.type == "cuda" and device.index is None:  # the usual case: process LOCAL_RANK drives GPU LOCAL_RANK
-        config = config.replace(device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-        device = run_device(config)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    config, device = torchrun_device(config)
     emit = on_event if rank == 0 else (lambda event: None)
     if config.engine.parallel:
         emit(Note("warning: --parallel (DataParallel) is ignored under torchrun: each process uses one device"))
         config = config.replace(parallel=False)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=_timeout())
+    open_process_group(device)
     try:
         return _job(config, rank, world, device, emit)
     finally:
         close_process_group()
 
 
-def _owner_start(config: ExtractConfig, rank: int, world: int, emit: Listener) -> tuple[Optional[FolderLock], Path]:
-    """Rank 0 starts the run and tells the others where the checkpoints are, or why it could not."""
+def torchrun_device(config: ExtractConfig) -> tuple[ExtractConfig, torch.device]:
+    """This torchrun process's device, made current: the run's, where a GPU without an index means process
+    ``LOCAL_RANK``'s GPU (the usual case); ``config`` names it."""
+    device = run_device(config)
+    if device.type == "cuda" and device.index is None:
+        config = config.replace(device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        device = run_device(config)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return config, device
+
+
+def open_process_group(device: torch.device) -> None:
+    """The job's process group: NCCL between GPUs, Gloo on CPUs, with the collectives' timeout (see
+    :func:`_timeout`). End it with :func:`close_process_group`."""
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", timeout=_timeout())
+
+
+def start_on_rank0(rank: int, attempt: Callable[[], tuple[Optional[FolderLock], Any]]
+                   ) -> tuple[Optional[FolderLock], Any]:
+    """Rank 0 runs ``attempt`` (which takes the output folder's lock and returns it with what every rank needs,
+    picklable; on a :class:`PrunehessError` it holds no lock) and sends the result, or the error, to every rank.
+    Returns ``(lock, result)``: the lock on rank 0 only. The other ranks stop with the error rank 0 met."""
     outcome: list = [None, None]
     lock = None
     if rank == 0:
         try:
-            if config.engine.data_parallel:
-                _check_split(config, world)
-            lock, folder = start(config, emit)
-            outcome[0] = str(folder)
+            lock, outcome[0] = attempt()
         except PrunehessError as err:
             outcome[1] = str(err)
             dist.broadcast_object_list(outcome, src=0)
@@ -116,7 +130,20 @@ def _owner_start(config: ExtractConfig, rank: int, world: int, emit: Listener) -
     dist.broadcast_object_list(outcome, src=0)
     if outcome[1] is not None:
         raise PrunehessError(f"rank {rank} stops: rank 0 could not start the run ({outcome[1]})")
-    return lock, Path(outcome[0])
+    return lock, outcome[0]
+
+
+def _owner_start(config: ExtractConfig, rank: int, world: int, emit: Listener) -> tuple[Optional[FolderLock], Path]:
+    """Rank 0 starts the run and tells the others where the checkpoints are, or why it could not."""
+
+    def attempt() -> tuple[FolderLock, str]:
+        if config.engine.data_parallel:
+            _check_split(config, world)
+        lock, folder = start(config, emit)
+        return lock, str(folder)
+
+    lock, folder = start_on_rank0(rank, attempt)
+    return lock, Path(folder)
 
 
 def _job(config: ExtractConfig, rank: int, world: int, device: torch.device, emit: Listener

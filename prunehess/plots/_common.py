@@ -6,10 +6,11 @@ shows a returned figure inline.
 """
 from __future__ import annotations
 
+import csv
 import io
 import re
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -392,3 +393,27 @@ def spectrum(nodes: np.ndarray, weights: np.ndarray | None, source: str) -> tupl
         raise DataError(f"{source}: a run's weights sum to 0")
     weights_2d = weights_2d / sums / weights_2d.shape[1]
     return nodes_2d.reshape(-1), weights_2d.reshape(-1)
+
+
+def read_table(path: str | Path, columns: Sequence[str], convert: Callable[[str, str], Any],
+               row_kind: str) -> list[dict[str, Any]]:
+    """The rows of a CSV table written by one of the commands: each of ``columns`` (which the header must hold)
+    converted by ``convert(column, text)``; :class:`DataError` naming the file, and the line for a row that does
+    not convert (``row_kind`` says what it should have been)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [k for k in columns if k not in (reader.fieldnames or ())]
+            if missing:
+                raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+            rows = list(reader)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
+    out = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            out.append({k: convert(k, row[k]) for k in columns})
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: line {number}: not {row_kind}") from None
+    return out

@@ -75,24 +75,11 @@ def barrier_table_text(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def read_barrier_table(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a ``barrier.csv`` (numbers as floats, ``points`` an int, ``other`` ``""`` when none)."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [k for k in BARRIER_COLUMNS if k not in (reader.fieldnames or ())]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-            rows = list(reader)
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
-    out = []
-    for number, row in enumerate(rows, start=2):
-        try:
-            out.append({k: (row[k] if k in _TEXT_COLUMNS else int(row[k]) if k == "points" else float(row[k]))
-                        for k in BARRIER_COLUMNS})
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: line {number}: not a row of numbers after kind, tags and other") from None
-    return out
+    return c.read_table(path, BARRIER_COLUMNS, _barrier_cell, "a row of numbers after kind, tags and other")
+
+
+def _barrier_cell(key: str, text: str) -> Any:
+    return text if key in _TEXT_COLUMNS else int(text) if key == "points" else float(text)
 
 
 def render_barrier_paths(paths: Sequence[tuple[str, Mapping[str, np.ndarray]]], *, title: str = "") -> Figure:

@@ -90,23 +90,8 @@ def _value(key: str, text: str) -> Any:
 def read_step_table(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a step table (integers as ``int``, ``layer`` ``None`` for the whole model, empty numbers
     ``NaN``); :class:`DataError` naming the file otherwise."""
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [k for k in STEP_COLUMNS if k not in (reader.fieldnames or ())]
-            if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-            rows = list(reader)
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
-    out = []
-    for number, row in enumerate(rows, start=2):
-        try:
-            out.append({k: _value(k, row[k] or "") for k in STEP_COLUMNS})
-        except (TypeError, ValueError):
-            raise DataError(f"{path}: line {number}: not a row of the pruning-step table") from None
-    return out
+    return c.read_table(path, STEP_COLUMNS, lambda key, text: _value(key, text or ""),
+                        "a row of the pruning-step table")
 
 
 # ---------------------------------------------------------------------------------------------- figures
